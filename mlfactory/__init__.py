@@ -1,0 +1,42 @@
+"""mlfactory: a Lightning model factory for financial time series.
+
+Light to import: the registry is available at once; training pieces load on first use.
+
+>>> from mlfactory import create_model, FactoryDataModule          # doctest: +SKIP
+>>> trainer.fit(create_model("lightgbm"), FactoryDataModule(horizon=20))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from mlfactory.errors import MLFactoryError  # noqa: E402
+from mlfactory.registry import create_model, list_models, register  # noqa: E402
+
+__all__ = [
+    "FactoryDataModule",
+    "MLFactoryError",
+    "RunRecord",
+    "TimeSeriesDataContainer",
+    "create_model",
+    "list_models",
+    "register",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FactoryDataModule":
+        from mlfactory.data.datamodule import FactoryDataModule
+
+        return FactoryDataModule
+    if name == "TimeSeriesDataContainer":
+        from mlfactory.data.container import TimeSeriesDataContainer
+
+        return TimeSeriesDataContainer
+    if name == "RunRecord":
+        from mlfactory.callbacks.run_record import RunRecord
+
+        return RunRecord
+    raise AttributeError(f"module 'mlfactory' has no attribute {name!r}")

@@ -1,0 +1,263 @@
+"""The callback that writes a run's record into the logger's directory (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+from mlfactory.data.container import class_mapping
+from mlfactory.metrics import summarize
+
+STATUS_FILE = "status.json"
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the whole new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class RunRecord(Callback):
+    """Writes checkpoints' native twin, metrics, predictions, config and the run status.
+
+    Works the same under the CLI and with a plain ``Trainer`` in a notebook: add
+    ``RunRecord()`` to the callbacks and ``trainer.log_dir`` receives the whole record. The run is
+    marked ``running`` when it starts, ``failed`` (with the error) if anything raises, and
+    ``complete`` only after everything else is written, in ``teardown``.
+
+    After ``fit``, the module holds the weights of the best checkpoint, and the record's val and test
+    predictions and metrics come from that model.
+    """
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self._failed = False
+        self._started = 0.0
+        self._history: list[dict[str, float]] = []
+        self._outputs: list[dict[str, torch.Tensor]] = []
+
+    # --- life cycle ----------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # read log_dir on every rank: under DDP it broadcasts, and reading it on rank 0 alone hangs
+        self.run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        self._failed = False
+        self._started = time.time()
+        self._write_status(trainer, "running", stage=stage)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._failed = True
+        if self.run_dir is not None:
+            self._write_status(
+                trainer,
+                "failed",
+                error=f"{type(exception).__name__}: {exception}",
+                traceback="".join(traceback.format_exception(exception)),
+            )
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self._failed and self.run_dir is not None:
+            self._write_status(trainer, "complete", stage=stage, seconds=round(time.time() - self._started, 3))
+
+    # --- fit -----------------------------------------------------------------------------------
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # runs after the epoch's validation, so train and val metrics of the epoch are both here
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        self._history.append(row)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._history = []
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback
+        best_path = getattr(checkpoint, "best_model_path", "") or ""
+        if best_path and not hasattr(pl_module, "estimator_"):
+            state = torch.load(best_path, map_location=pl_module.device, weights_only=True)
+            pl_module.load_state_dict(state["state_dict"])
+        evaluation = {}
+        datamodule = trainer.datamodule
+        for split, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader())):
+            outputs = _predict(pl_module, loader)
+            evaluation[split] = self._save_predictions(trainer, split, outputs)
+        if trainer.is_global_zero:
+            pl_module.export_native(self.run_dir / "checkpoints" / "best_model")
+            write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
+            write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
+            self._write_config(trainer, pl_module)
+
+    # --- validate / test / predict on their own ------------------------------------------------
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._outputs = []
+
+    on_test_epoch_start = on_predict_epoch_start = on_validation_epoch_start
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "validate" and outputs is not None:
+            self._outputs.append(outputs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._outputs.append(outputs)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._outputs.append({k: v.detach().cpu() for k, v in outputs.items()})
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._write_evaluation(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_evaluation(trainer, pl_module, "test")
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        split = getattr(trainer.datamodule, "predict_split", "predict")
+        self._save_predictions(trainer, f"predict_{split}", _concat(self._outputs), with_metrics=False)
+        if trainer.is_global_zero:
+            self._write_config(trainer, pl_module)
+
+    # --- writers -------------------------------------------------------------------------------
+    def _write_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        metrics = self._save_predictions(trainer, split, _concat(self._outputs))
+        if trainer.is_global_zero:
+            write_json(self.run_dir / "metrics" / "evaluation_metrics.json", {split: metrics})
+            self._write_config(trainer, pl_module)
+
+    def _save_predictions(
+        self, trainer: L.Trainer, name: str, outputs: dict[str, torch.Tensor], with_metrics: bool = True
+    ) -> dict[str, float]:
+        """Write ``predictions/{name}_predictions.npz``; return the split's metrics."""
+        datamodule = trainer.datamodule
+        split_name = name.removeprefix("predict_")
+        split = datamodule.container.split(split_name)
+        rows = outputs["row"].numpy()
+        probs = outputs["probs"].float().numpy()
+        labels = outputs["y"].numpy()
+        metrics = {}
+        if with_metrics:
+            weights = torch.from_numpy(split.weights[rows])
+            metrics = summarize(outputs["probs"].float(), outputs["y"], weights)
+        if trainer.is_global_zero:
+            identity = split.identity(rows)
+            path = self.run_dir / "predictions" / f"{name}_predictions.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp.npz")
+            np.savez(
+                tmp,
+                probabilities=probs,
+                predicted_class=probs.argmax(axis=1),
+                confidence=probs.max(axis=1),
+                label=labels,
+                row=rows,
+                datetime=split.timestamps[rows],
+                symbol=identity["symbol"].to_numpy().astype(str),
+                class_mapping=np.array(json.dumps(class_mapping())),
+            )
+            os.replace(tmp, path)
+        return metrics
+
+    def _training_metrics(self, trainer: L.Trainer, best_path: str) -> dict[str, Any]:
+        checkpoint = trainer.checkpoint_callback
+        early = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+        best_score = getattr(checkpoint, "best_model_score", None)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        return {
+            "epochs": trainer.current_epoch,
+            "global_steps": trainer.global_step,
+            "train_seconds": round(time.time() - self._started, 3),
+            "monitor": getattr(checkpoint, "monitor", None),
+            "best_score": float(best_score) if best_score is not None else None,
+            "best_checkpoint": str(Path(best_path).relative_to(self.run_dir)) if best_path else None,
+            "early_stopped": bool(early is not None and early.stopped_epoch > 0),
+            "stopped_epoch": early.stopped_epoch if early is not None else None,
+            "final": final,
+            "history": self._history,
+            "rounds": getattr(trainer.lightning_module, "history_", {}),
+        }
+
+    def _write_config(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module_type = type(pl_module)
+        write_json(
+            self.run_dir / "config" / "model_config.json",
+            {
+                "name": getattr(pl_module, "registry_name", ""),
+                "class_path": f"{module_type.__module__}.{module_type.__qualname__}",
+                "family": getattr(pl_module, "family", ""),
+                "input_kind": getattr(pl_module, "input_kind", ""),
+                "init_args": pl_module.hyperparameters() if hasattr(pl_module, "hyperparameters") else {},
+            },
+        )
+        datamodule = trainer.datamodule
+        container = getattr(datamodule, "container", None)
+        write_json(
+            self.run_dir / "config" / "training_config.json",
+            {
+                "data": {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()},
+                "data_fingerprint": container.fingerprint() if container is not None else None,
+                "features": container.feature_names if container is not None else None,
+                "class_mapping": class_mapping(),
+                "trainer": _trainer_settings(trainer),
+            },
+        )
+
+    @rank_zero_only
+    def _write_status(self, trainer: L.Trainer, status: str, **details: Any) -> None:
+        path = self.run_dir / STATUS_FILE
+        previous = json.loads(path.read_text()) if path.is_file() else {}
+        record = {
+            **{k: v for k, v in previous.items() if k in ("created",)},
+            "status": status,
+            "created": previous.get("created", _now()),
+            "updated": _now(),
+            **details,
+        }
+        write_json(path, record)
+
+
+def _predict(module: L.LightningModule, loader) -> dict[str, torch.Tensor]:
+    """Run ``predict_step`` over a loader outside Lightning's loops (used after fit, on the best model)."""
+    was_training = module.training
+    module.eval()
+    outputs = []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {k: v.to(module.device) for k, v in batch.items()}
+            outputs.append({k: v.cpu() for k, v in module.predict_step(batch, 0).items()})
+    module.train(was_training)
+    return _concat(outputs)
+
+
+def _concat(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    keys = ("row", "probs", "y")
+    return {k: torch.cat([o[k].detach().cpu() for o in outputs]) for k in keys}
+
+
+def _trainer_settings(trainer: L.Trainer) -> dict[str, Any]:
+    return {
+        "max_epochs": trainer.max_epochs,
+        "min_epochs": trainer.min_epochs,
+        "accelerator": type(trainer.accelerator).__name__,
+        "strategy": type(trainer.strategy).__name__,
+        "world_size": trainer.world_size,
+        "precision": trainer.precision,
+        "gradient_clip_val": trainer.gradient_clip_val,
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "callbacks": [type(c).__name__ for c in trainer.callbacks],
+        "log_dir": trainer.log_dir,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,61 @@
+"""The ``mlfactory`` command. Light commands answer without importing torch or Lightning."""
+
+from __future__ import annotations
+
+import sys
+
+from mlfactory import __version__
+from mlfactory.errors import MLFactoryError
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+
+USAGE = f"""\
+usage: mlfactory COMMAND [options]
+
+mlfactory {__version__}: train any registered model on leakage-safe time-series splits.
+
+commands:
+  fit        train a model:            mlfactory fit --model xgboost
+  validate   evaluate on val:          mlfactory validate --ckpt_path RUN/checkpoints/best.ckpt
+  test       evaluate on test:         mlfactory test --ckpt_path RUN/checkpoints/best.ckpt
+  predict    write predictions:        mlfactory predict --ckpt_path RUN/checkpoints/best.ckpt
+  models     list registered models:   mlfactory models
+
+Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
+--model.hidden_size 128, --data.horizon 20, --trainer.max_epochs 30; --print_config shows
+the resolved config. `mlfactory fit --help` lists every option. Docs: docs/cli.md.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = args[0] if args else "--help"
+    try:
+        if command in ("-h", "--help", "help"):
+            print(USAGE, end="")
+            return 0
+        if command == "--version":
+            print(__version__)
+            return 0
+        if command == "models":
+            from mlfactory.cli.models import list_command
+
+            return list_command(args[1:])
+        if command in TRAINER_COMMANDS:
+            from mlfactory.cli.lightning_cli import run
+
+            return run(args)
+        print(f"mlfactory: error: unknown command {command!r}\n", file=sys.stderr)
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    except MLFactoryError as err:
+        print(f"mlfactory: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mlfactory: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""LightningCLI for mlfactory: registry short names, checkpoint-aware commands, one run directory per run."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mlfactory.callbacks.run_record import RunRecord
+from mlfactory.data.datamodule import FactoryDataModule
+from mlfactory.errors import ConfigError, RunError
+from mlfactory.models.base import FactoryModule
+from mlfactory.models.estimator import EstimatorModule
+from mlfactory.registry import class_path_for
+
+SHARED_CONFIG = Path("configs") / "training.yaml"
+LOG_ROOT = "lightning_logs"
+
+
+def new_run_id() -> str:
+    """Sortable and unique even for runs started in the same second: ``20261127-194512-3fa9c1``."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class FactoryCLI(LightningCLI):
+    """LightningCLI over every registered model and :class:`FactoryDataModule`.
+
+    Adds the checkpoint and early-stopping callbacks as configurable groups (``--checkpoint.*``,
+    ``--early_stopping.*``), the run record, and a TensorBoard logger whose directory is the run
+    directory ``lightning_logs/<model>/<run_id>``.
+    """
+
+    def __init__(self, args: list[str]) -> None:
+        shared = [str(SHARED_CONFIG)] if SHARED_CONFIG.is_file() else []
+        super().__init__(
+            model_class=FactoryModule,
+            datamodule_class=FactoryDataModule,
+            subclass_mode_model=True,
+            trainer_defaults={"callbacks": [RunRecord()]},
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={command: {"default_config_files": shared} for command in self.subcommands()},
+            auto_configure_optimizers=False,
+            args=args,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_loss",
+                "checkpoint.mode": "min",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+            }
+        )
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.mode": "min",
+                             "early_stopping.patience": 5})
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True):
+            root = Path(config.get("default_root_dir") or ".") / LOG_ROOT
+            name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
+            kwargs["logger"] = TensorBoardLogger(save_dir=str(root), name=name, version=new_run_id())
+        return super().instantiate_trainer(**kwargs)
+
+    def after_instantiate_classes(self) -> None:
+        if isinstance(self.model, EstimatorModule) and self.trainer.world_size > 1:
+            raise ConfigError(
+                f"{self.model.registry_name} is fitted by its library in one process and cannot run under "
+                f"{type(self.trainer.strategy).__name__} with {self.trainer.world_size} processes. Drop "
+                "--trainer.strategy/--trainer.devices/--trainer.num_nodes (the library uses every core by itself)."
+            )
+
+    def _report(self) -> None:
+        print(f"run: {self.trainer.log_dir}", file=sys.stderr)
+
+    after_fit = after_validate = after_test = after_predict = _report
+
+
+def run(argv: list[str]) -> int:
+    """Run one trainer command (``fit``, ``validate``, ``test``, ``predict``)."""
+    args = prepare_args(argv)
+    program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly, not read twice
+    try:
+        FactoryCLI(args)
+    finally:
+        sys.argv = program
+    return 0
+
+
+def prepare_args(argv: list[str]) -> list[str]:
+    """Rewrite registry short names into class paths, and fill ``--model``/``--data`` from ``--ckpt_path``.
+
+    jsonargparse resolves ``--model NAME`` only against imported class names, and validate/test/predict
+    demand ``--model`` before the checkpoint is read; both are settled here, before parsing.
+    """
+    args = list(argv)
+    names_model = False
+    for i, token in enumerate(args):
+        if token == "--model" and i + 1 < len(args):
+            args[i + 1] = _class_path_value(args[i + 1])
+            names_model = True
+        elif token.startswith("--model="):
+            args[i] = "--model=" + _class_path_value(token.split("=", 1)[1])
+            names_model = True
+        elif token in ("--config", "-c") and i + 1 < len(args):
+            args[i + 1], has_model = _resolve_config(args[i + 1])
+            names_model = names_model or has_model
+    ckpt_path = _option(args, "--ckpt_path")
+    if args and args[0] != "fit" and ckpt_path is not None and not names_model:
+        args[1:1] = _args_from_checkpoint(ckpt_path)
+    return args
+
+
+def _class_path_value(value: str) -> str:
+    if value.startswith("{") or value.startswith("-"):
+        return value  # an inline dict or a flag: leave it to jsonargparse
+    return class_path_for(value)
+
+
+def _resolve_config(value: str) -> tuple[str, bool]:
+    """Map a recipe's ``model: lstm`` (or ``class_path: lstm``) to the class path; return YAML text if changed."""
+    path = Path(value)
+    if not path.is_file():
+        return value, False
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from None
+    model = config.get("model") if isinstance(config, dict) else None
+    if model is None:
+        return value, False
+    if isinstance(model, str):
+        config["model"] = class_path_for(model)
+    elif isinstance(model, dict) and isinstance(model.get("class_path"), str):
+        model["class_path"] = class_path_for(model["class_path"])
+    else:
+        return value, True
+    return yaml.safe_dump(config, sort_keys=False), True
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for i, token in enumerate(args):
+        if token == name and i + 1 < len(args):
+            return args[i + 1]
+        if token.startswith(name + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def _args_from_checkpoint(ckpt_path: str) -> list[str]:
+    """``--model CLASS`` and the data settings the checkpoint was trained with (later options override)."""
+    import torch
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise RunError(
+            f"checkpoint {path} does not exist; pass a .ckpt file from a run's checkpoints/ folder "
+            "(e.g. lightning_logs/xgboost/<run_id>/checkpoints/best.ckpt)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for damaged files
+        raise RunError(f"cannot read checkpoint {path} ({type(err).__name__}: {err})") from None
+    identity = checkpoint.get("mlfactory", {})
+    class_path = identity.get("class_path") or checkpoint.get("hyper_parameters", {}).get("_class_path")
+    if not class_path:
+        raise RunError(f"checkpoint {path} was not written by an mlfactory model; pass --model explicitly")
+    args = ["--model", class_path]
+    for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items():
+        if key.startswith("_") or (key == "data_dir" and value is None):
+            continue  # Lightning's own bookkeeping, or the embedded sample data
+        args.append(f"--data.{key}={_cli_value(value)}")
+    return args
+
+
+def _cli_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+

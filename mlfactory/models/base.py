@@ -1,0 +1,103 @@
+"""What every registered model shares: the input contract, metrics, evaluation and prediction steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+
+from mlfactory.errors import ModelError
+from mlfactory.metrics import classification_metrics
+
+Batch = dict[str, torch.Tensor]
+
+
+class FactoryModule(L.LightningModule):
+    """Base of every model. Subclasses supply :meth:`loss_and_probs`; the rest is shared.
+
+    ``registry_name``, ``family`` and ``input_kind`` are set by ``@register``. ``param_ranges`` maps a
+    numeric hyper-parameter to its closed ``(low, high)`` range (``None`` = unbounded), checked when a
+    fit starts so the error names the parameter, the model, the range and the value.
+    """
+
+    registry_name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    input_kind: ClassVar[str] = "tabular"
+    param_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_metrics = classification_metrics("train_")
+        self.val_metrics = classification_metrics("val_")
+        self.test_metrics = classification_metrics("test_")
+
+    def loss_and_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample-weighted loss of a batch and its (batch, 3) class probabilities."""
+        raise NotImplementedError
+
+    def predict_proba(self, batch: Batch) -> torch.Tensor:
+        """Class probabilities of a batch, shape (batch, 3)."""
+        return self.loss_and_probs(batch)[1]
+
+    def export_native(self, directory: Path) -> None:
+        """Write the model in its own library's format into ``directory`` (the run's best_model/)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"row": batch["row"], "probs": self.predict_proba(batch), "y": batch["y"]}
+
+    def on_fit_start(self) -> None:
+        self.check_params()
+
+    def check_params(self) -> None:
+        """Refuse hyper-parameters outside ``param_ranges``."""
+        for name, (low, high) in self.param_ranges.items():
+            value = self.hparams.get(name)
+            if value is None:
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+                raise ModelError(
+                    f"{type(self).__name__} ({self.registry_name}): {name}={value!r} is outside {bounds}; "
+                    f"pass --model.{name} with a value in that range"
+                )
+
+    def log_metrics(self, stage: str, loss: torch.Tensor, probs: torch.Tensor, target: torch.Tensor) -> None:
+        """Log ``{stage}_loss`` and the stage's metric collection as epoch means."""
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(probs, target)
+        batch_size = len(target)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=batch_size)
+
+    def _evaluate(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
+        loss, probs = self.loss_and_probs(batch)
+        self.log_metrics(stage, loss, probs, batch["y"])
+        return {"loss": loss, "row": batch["row"], "probs": probs.detach(), "y": batch["y"]}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # which model wrote it, so `validate/test/predict --ckpt_path` need no --model
+        from mlfactory import __version__
+
+        module_type = type(self)
+        checkpoint["mlfactory"] = {
+            "model": self.registry_name,
+            "class_path": f"{module_type.__module__}.{module_type.__qualname__}",
+            "version": __version__,
+        }
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Init arguments as plain values, without Lightning's internal keys."""
+        return {k: v for k, v in dict(self.hparams).items() if not k.startswith("_")}
+
+    def _require(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise ModelError(f"{type(self).__name__} ({self.registry_name}): {message}")

@@ -1,0 +1,159 @@
+"""The one wrapper that adapts non-gradient estimators (boosting, classical, ensembles) to Lightning.
+
+The estimator is fitted once, on the whole training split, inside the first training step, with the
+library's own early stopping on the validation split where it has one. Then one no-op optimizer step
+runs (``ModelCheckpoint`` saves nothing while ``global_step`` is 0) and the trainer is told to stop,
+which makes Lightning validate at once. Validation, test and prediction go through the same batched
+steps, metrics and run record as neural models. The fitted estimator travels inside the Lightning
+checkpoint as ``bytes`` of the library's native format.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlfactory.metrics import weighted_nll
+from mlfactory.models.base import Batch, FactoryModule
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+# per-round curves: {"train": {"mlogloss": [...]}, "val": {...}}
+RoundHistory = dict[str, dict[str, list[float]]]
+
+
+class EstimatorModule(FactoryModule):
+    """Base of every non-gradient model. A subclass says what is unique about it:
+
+    - :meth:`build_estimator`: the library's classifier, from ``self.hparams``;
+    - :meth:`fit_estimator`: only if the library can early-stop on the validation split or report curves;
+    - :meth:`to_native` / :meth:`from_native`, ``library`` and ``native_suffix``: its own file format.
+
+    Fitted state ends in ``_`` (``estimator_``, ``history_``), as in scikit-learn.
+    """
+
+    library: ClassVar[str] = ""
+    native_suffix: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        # a parameter for the no-op optimizer step; estimators have no others
+        self._step_anchor = nn.Parameter(torch.zeros(1))
+        self.estimator_: Any = None
+        self.history_: RoundHistory = {}
+        self._fitted_this_run = False
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def build_estimator(self) -> Any:
+        """A new, unfitted estimator configured from ``self.hparams``."""
+        raise NotImplementedError
+
+    def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
+        """Fit on the training arrays; return per-round curves if the library has them."""
+        X, y, w = train
+        estimator.fit(X, y, sample_weight=w)
+        return {}
+
+    def estimator_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, 3) class probabilities of the fitted estimator."""
+        return self.estimator_.predict_proba(X)
+
+    def to_native(self) -> bytes:
+        """The fitted estimator in the library's native format."""
+        raise NotImplementedError
+
+    def from_native(self, data: bytes) -> Any:
+        """An estimator restored from :meth:`to_native` bytes."""
+        raise NotImplementedError
+
+    # --- Lightning hooks ---------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self._require(
+            self.trainer.world_size == 1,
+            f"is fitted by its library in one process, but the trainer runs {self.trainer.world_size} processes. "
+            "Use --trainer.devices 1 and the default strategy (the library's own threads use every core)",
+        )
+
+    def on_train_start(self) -> None:
+        self._fitted_this_run = False
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> int | None:
+        return -1 if self._fitted_this_run else None  # fitted already: skip the rest of the epoch
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        datamodule = self.trainer.datamodule
+        self._require(
+            hasattr(datamodule, "arrays"),
+            "trains on whole splits and needs a FactoryDataModule: trainer.fit(model, datamodule=FactoryDataModule())",
+        )
+        train, val = datamodule.arrays("train"), datamodule.arrays("val")
+        estimator = self.build_estimator()
+        self.history_ = self.fit_estimator(estimator, train, val)
+        self.estimator_ = estimator
+        self._fitted_this_run = True
+        self._log_rounds()
+        self._log_train_metrics(train)
+        self.optimizers().step()  # no gradients: changes nothing, but counts as a step for checkpointing
+        self.trainer.should_stop = True  # one fit is the whole training; Lightning validates next
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor] | None:
+        if self.estimator_ is None and self.trainer.sanity_checking:
+            return None  # nothing to validate before the fit
+        return super().validation_step(batch, batch_idx)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self._step_anchor], lr=0.0)
+
+    def loss_and_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        self._require(self.estimator_ is not None, "is not fitted; train it or load a checkpoint first")
+        x = batch["x"].detach().cpu().numpy()
+        probs = torch.as_tensor(self.estimator_proba(x), dtype=torch.float32, device=batch["x"].device)
+        return weighted_nll(probs, batch["y"], batch["w"].float()), probs
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # the fitted estimator, as bytes of its native format (torch.load's weights_only accepts bytes)
+        if self.estimator_ is not None:
+            checkpoint["estimator"] = {
+                "library": self.library,
+                "version": _version(self.library),
+                "format": self.native_suffix,
+                "data": self.to_native(),
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("estimator")
+        if stored is not None:
+            self.estimator_ = self.from_native(stored["data"])
+
+    def export_native(self, directory: Path) -> None:
+        """``model.<suffix>`` in the library's own format, loadable without mlfactory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"model.{self.native_suffix}").write_bytes(self.to_native())
+
+    # --- logging -----------------------------------------------------------------------------
+    def _log_rounds(self) -> None:
+        """Per-round curves as logger steps, e.g. ``rounds/val_mlogloss`` for every boosting round."""
+        for split, curves in self.history_.items():
+            for metric, values in curves.items():
+                for step, value in enumerate(values):
+                    for logger in self.loggers:
+                        logger.log_metrics({f"rounds/{split}_{metric}": float(value)}, step=step)
+
+    def _log_train_metrics(self, train: Arrays) -> None:
+        X, y, w = train
+        probs = torch.as_tensor(self.estimator_proba(X), dtype=torch.float32)
+        target, weight = torch.from_numpy(y), torch.from_numpy(w)
+        self.log_metrics("train", weighted_nll(probs, target, weight), probs, target)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,111 @@
+"""The base of every neural model: weighted cross-entropy, optimizers and schedulers, lazy sizing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlfactory.models.base import Batch, FactoryModule
+
+_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+class NeuralModule(FactoryModule):
+    """A model trained by gradient descent. Subclasses implement :meth:`build_network` only.
+
+    ``build_network(n_features)`` returns an ``nn.Module`` mapping ``x`` (batch, seq_len, n_features)
+    for sequence models, (batch, n_features) for tabular ones, to logits (batch, 3). When
+    ``n_features`` is not given it is read from the data at the start of a fit and saved in the
+    hyper-parameters, so a checkpoint rebuilds the same network.
+
+    Subclasses take these shared arguments in their own typed signature (LightningCLI reads it), call
+    ``super().__init__()`` and then ``self.save_hyperparameters()``.
+
+    Args:
+        n_features: input features per time step; unset = taken from the data.
+        learning_rate: optimizer step size.
+        weight_decay: L2 penalty (decoupled for AdamW).
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9).
+        lr_scheduler: ``plateau`` halves the rate when ``val_loss`` stalls for 2 epochs; ``cosine``
+            anneals it over ``max_epochs``; ``none`` keeps it constant.
+    """
+
+    param_ranges = {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, None), "dropout": (0.0, 0.95)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net: nn.Module | None = None
+
+    def ensure_network(self) -> None:
+        """Build the layers once ``n_features`` is known (given, read from the data, or from a checkpoint)."""
+        if self.net is None and self.hparams.get("n_features") is not None:
+            self.net = self.build_network(self.hparams["n_features"])
+
+    def build_network(self, n_features: int) -> nn.Module:
+        """The model's layers: (batch, [seq_len,] n_features) -> logits (batch, 3)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        """Size the network from the data when ``n_features`` was not given."""
+        container = getattr(getattr(self.trainer, "datamodule", None), "container", None)
+        if container is None:
+            self.ensure_network()
+            self._require(self.net is not None, "n_features is unset and no FactoryDataModule tells it; pass n_features")
+            return
+        if self.hparams.get("n_features") is None:
+            self.hparams["n_features"] = container.n_features
+        self.ensure_network()
+        self._require(
+            self.hparams["n_features"] == container.n_features,
+            f"was built for {self.hparams['n_features']} features but the data has {container.n_features}; "
+            "train on data with the same feature columns",
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the layers must exist before Lightning loads the state dict into them
+        self.ensure_network()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.ensure_network()
+        self._require(self.net is not None, "n_features is unset; pass n_features or train it on a FactoryDataModule")
+        return self.net(x)
+
+    def loss_and_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["x"])
+        per_sample = F.cross_entropy(logits.float(), batch["y"], reduction="none")
+        weights = batch["w"].to(per_sample.dtype)
+        loss = (per_sample * weights).sum() / weights.sum().clamp_min(1e-12)
+        return loss, logits.float().softmax(dim=-1)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, probs = self.loss_and_probs(batch)
+        self.log_metrics("train", loss, probs.detach(), batch["y"])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        extra = {"momentum": 0.9} if hp.optimizer == "sgd" else {}
+        optimizer = _OPTIMIZERS[hp.optimizer](
+            self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay, **extra
+        )
+        if hp.lr_scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        if hp.lr_scheduler == "cosine":
+            epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
+            return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)]
+        return optimizer
+
+    def export_native(self, directory: Path) -> None:
+        """``weights.pt`` (the state dict) and ``hparams.json``: enough to rebuild and reload the network."""
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "weights.pt")
+        (directory / "hparams.json").write_text(
+            json.dumps({"class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                        "init_args": self.hyperparameters()}, indent=2)
+        )
