@@ -59,6 +59,8 @@ class RunRecord(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._failed = True
+        if self.run_dir is None and trainer.logger is not None:
+            self.run_dir = Path(trainer.log_dir)  # failed before setup, e.g. in the data module's setup
         if self.run_dir is not None:
             self._write_status(
                 trainer,

@@ -1,0 +1,53 @@
+"""Shared fixtures: small sample splits from the project's own generator, and an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlfactory.data.synthetic import make_sample_splits
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample data goes to a temporary cache, not the user's home."""
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("MLFACTORY_CACHE")
+    os.environ["MLFACTORY_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("MLFACTORY_CACHE", None)
+    else:
+        os.environ["MLFACTORY_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three symbols of 2,500 one-minute bars with the planted signal, horizons 5 and 20."""
+    return make_sample_splits(tmp_path_factory.mktemp("data") / "sample", n_bars=2500)
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path):
+    """A quiet Trainer that writes its run record under ``tmp_path``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from mlfactory import RunRecord
+
+    def build(max_epochs: int = 2, name: str = "run", **kwargs) -> L.Trainer:
+        return L.Trainer(
+            max_epochs=max_epochs,
+            logger=TensorBoardLogger(save_dir=str(tmp_path / "lightning_logs"), name=name),
+            callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            **kwargs,
+        )
+
+    return build

@@ -1,0 +1,194 @@
+"""The command line end to end, in process: every artifact of a run, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlfactory.cli import main
+from mlfactory.data.container import split_file
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def fit(tmp_path: Path, *args: str) -> Path:
+    assert main(["fit", *args, "--trainer.default_root_dir", str(tmp_path), *QUIET]) == 0
+    return latest_run(tmp_path)
+
+
+def latest_run(root: Path) -> Path:
+    runs = sorted((root / "lightning_logs").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def assert_complete_fit_record(run: Path, sample_dir: Path, name: str, seq_len: int | None) -> None:
+    assert run.parent.name == name
+    assert read_json(run / "status.json")["status"] == "complete"
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    assert (run / "config.yaml").is_file()
+    training = read_json(run / "metrics" / "training_metrics.json")
+    assert training["monitor"] == "val_loss" and training["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert training["history"] and "val_loss" in training["history"][-1]
+    evaluation = read_json(run / "metrics" / "evaluation_metrics.json")
+    for split in ("val", "test"):
+        scores = evaluation[split]
+        assert {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "n_samples"} <= scores.keys()
+        frame = pd.read_parquet(sample_dir / split_file(split))
+        expected_rows = len(frame) - (0 if seq_len is None else 3 * (seq_len - 1))
+        with np.load(run / "predictions" / f"{split}_predictions.npz") as predictions:
+            probs = predictions["probabilities"]
+            assert probs.shape == (expected_rows, 3) == (scores["n_samples"], 3)
+            np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+            np.testing.assert_array_equal(predictions["predicted_class"], probs.argmax(axis=1))
+            rows = predictions["row"]
+            np.testing.assert_array_equal(predictions["label"], frame["label_h5"].to_numpy()[rows] + 1)
+            np.testing.assert_array_equal(
+                predictions["datetime"], frame["datetime"].dt.tz_localize(None).to_numpy()[rows]
+            )
+            np.testing.assert_array_equal(predictions["symbol"], frame["symbol"].to_numpy()[rows].astype(str))
+            assert json.loads(str(predictions["class_mapping"]))["2"] == {"label": 1, "name": "up"}
+    model_config = read_json(run / "config" / "model_config.json")
+    assert model_config["name"] == name and model_config["init_args"]
+    training_config = read_json(run / "config" / "training_config.json")
+    assert training_config["data"]["data_dir"] == str(sample_dir)
+    assert training_config["data_fingerprint"]["horizon"] == 5
+
+
+@pytest.fixture(scope="module")
+def xgboost_run(sample_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli-xgb")
+    return fit(root, "--model", "xgboost", "--model.n_estimators", "30", "--data.data_dir", str(sample_dir))
+
+
+def test_fit_xgboost_writes_the_whole_record(xgboost_run, sample_dir):
+    assert_complete_fit_record(xgboost_run, sample_dir, "xgboost", seq_len=None)
+    assert (xgboost_run / "checkpoints" / "best_model" / "model.ubj").is_file()
+    training = read_json(xgboost_run / "metrics" / "training_metrics.json")
+    assert len(training["rounds"]["val"]["mlogloss"]) <= 30
+
+
+def test_fit_lstm_from_the_recipe(sample_dir, tmp_path):
+    run = fit(
+        tmp_path, "--config", str(REPO / "configs" / "lstm.yaml"), "--data.data_dir", str(sample_dir),
+        "--model.hidden_size", "8", "--model.num_layers", "1", "--data.seq_len", "12", "--trainer.max_epochs", "2",
+    )
+    assert_complete_fit_record(run, sample_dir, "lstm", seq_len=12)
+    assert {"weights.pt", "hparams.json"} <= {p.name for p in (run / "checkpoints" / "best_model").iterdir()}
+    assert read_json(run / "config" / "model_config.json")["init_args"]["hidden_size"] == 8
+
+
+@pytest.mark.parametrize("command, split", [("validate", "val"), ("test", "test")])
+def test_evaluate_from_a_checkpoint_without_naming_the_model(xgboost_run, tmp_path, command, split):
+    ckpt = xgboost_run / "checkpoints" / "best.ckpt"
+    assert main([command, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path), *QUIET]) == 0
+    run = latest_run(tmp_path)
+    assert read_json(run / "status.json")["status"] == "complete"
+    scores = read_json(run / "metrics" / "evaluation_metrics.json")[split]
+    fitted = read_json(xgboost_run / "metrics" / "evaluation_metrics.json")[split]
+    assert scores == pytest.approx(fitted)
+    with np.load(run / "predictions" / f"{split}_predictions.npz") as new, np.load(
+        xgboost_run / "predictions" / f"{split}_predictions.npz"
+    ) as old:
+        np.testing.assert_array_equal(new["probabilities"], old["probabilities"])
+
+
+def test_predict_from_a_checkpoint_writes_predictions(xgboost_run, tmp_path):
+    ckpt = xgboost_run / "checkpoints" / "best.ckpt"
+    args = ["predict", "--ckpt_path", str(ckpt), "--data.predict_split", "val"]
+    assert main([*args, "--trainer.default_root_dir", str(tmp_path), *QUIET]) == 0
+    run = latest_run(tmp_path)
+    with np.load(run / "predictions" / "predict_val_predictions.npz") as predictions, np.load(
+        xgboost_run / "predictions" / "val_predictions.npz"
+    ) as fitted:
+        np.testing.assert_array_equal(predictions["probabilities"], fitted["probabilities"])
+        np.testing.assert_array_equal(predictions["row"], fitted["row"])
+    assert read_json(run / "status.json")["status"] == "complete"
+
+
+def test_fit_on_the_embedded_default_data(tmp_path, isolated_cache, capsys):
+    run = fit(tmp_path, "--model", "xgboost", "--model.n_estimators", "20")
+    assert read_json(run / "status.json")["status"] == "complete"
+    data_dir = read_json(run / "config" / "training_config.json")["data_fingerprint"]["data_dir"]
+    assert Path(data_dir).is_relative_to(isolated_cache)
+    assert f"run: {run}" in capsys.readouterr().err
+
+
+def test_short_model_name_in_a_recipe(sample_dir, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: xgboost\ndata:\n  horizon: 20\n")
+    run = fit(tmp_path, "--config", str(recipe), "--data.data_dir", str(sample_dir), "--model.n_estimators", "5")
+    assert run.parent.name == "xgboost"
+    assert read_json(run / "config" / "training_config.json")["data"]["horizon"] == 20
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_recipe_parses(recipe, capsys):
+    args = ["fit", "--config", str(REPO / "configs" / recipe)]
+    if recipe == "training.yaml":
+        args += ["--model", "xgboost"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: mlfactory.models." in printed
+
+
+def test_unknown_model_suggests_the_closest(capsys):
+    assert main(["fit", "--model", "xgbost"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "unknown model 'xgbost'" in err and "Did you mean 'xgboost'?" in err
+
+
+def test_bad_data_fails_with_one_line_and_marks_the_run_failed(tmp_path, capsys):
+    code = main(["fit", "--model", "xgboost", "--data.data_dir", str(tmp_path / "missing"),
+                 "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mlfactory: error: data directory") and "missing" in err[-1]
+    status = read_json(latest_run(tmp_path) / "status.json")
+    assert status["status"] == "failed" and "DataError" in status["error"]
+
+
+def test_estimators_refuse_multi_process_strategies_before_launch(tmp_path, capsys):
+    code = main(["fit", "--model", "xgboost", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                 "--trainer.devices", "2", "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    assert code == 1
+    assert "cannot run under DDPStrategy with 2 processes" in capsys.readouterr().err
+
+
+def test_typo_in_a_model_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "lstm", "--model.hiden_size", "8"])
+    assert exit_info.value.code == 2
+    assert "hiden_size" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["test", "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.ckpt does not exist" in err and "checkpoints/best.ckpt" in err
+
+
+def test_models_and_help_do_not_import_torch():
+    code = (
+        "import sys\nfrom mlfactory.cli import main\n"
+        "assert main(['models']) == 0 and main(['--help']) == 0\n"
+        "heavy = [m for m in ('torch', 'lightning', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "xgboost" in result.stdout and "lstm" in result.stdout
