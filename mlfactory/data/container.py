@@ -1,0 +1,377 @@
+"""Split data in memory: each split read once into one contiguous float32 array.
+
+Everything the models see is a view of, or an index into, these arrays: the tabular view is the array
+itself, the sequence view gathers windows on the fly (:mod:`mlfactory.data.windows`).
+The data contract is described in docs/data.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlfactory.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlfactory.data.windows import SequenceDataset, TabularDataset
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+RAW_BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+IDENTITY_COLUMNS: tuple[str, ...] = ("datetime", "symbol")
+PER_HORIZON_PREFIXES: tuple[str, ...] = ("label_h", "sample_weight_h", "fwd_return_h")
+LABEL_VALUES: tuple[int, ...] = (-1, 0, 1)
+CLASS_NAMES: tuple[str, ...] = ("down", "neutral", "up")
+METADATA_FILE = "scaling_metadata.json"
+
+
+def split_file(split: str) -> str:
+    """File name of a split inside a split directory."""
+    return f"{split}_scaled.parquet"
+
+
+def class_mapping() -> dict[str, dict[str, int | str]]:
+    """Model class index -> label value and name, recorded beside every prediction."""
+    return {str(i): {"label": v, "name": n} for i, (v, n) in enumerate(zip(LABEL_VALUES, CLASS_NAMES))}
+
+
+def is_reserved(column: str) -> bool:
+    """True for columns that are not features: identity, raw bars, per-horizon targets, pandas' index."""
+    if column in IDENTITY_COLUMNS or column in RAW_BAR_COLUMNS:
+        return True
+    if re.fullmatch(r"__index_level_\d+__", column):  # an unnamed pandas index that to_parquet kept
+        return True
+    return any(re.fullmatch(f"{p}\\d+", column) for p in PER_HORIZON_PREFIXES)
+
+
+@dataclass(frozen=True, eq=False)
+class SplitData:
+    """One split in memory. Rows are grouped by symbol and sorted by time within a symbol.
+
+    Attributes:
+        name: ``train``, ``val`` or ``test``.
+        features: (n_rows, n_features) float32, C-contiguous: the only copy of the features.
+        labels: (n_rows,) int64 model classes 0/1/2 (label -1/0/+1 plus one).
+        weights: (n_rows,) float32 sample weights (ones when the split has none).
+        timestamps: (n_rows,) datetime64[ns], UTC.
+        symbol_codes: (n_rows,) int32 index into ``symbols``.
+        symbols: symbol names (``("",)`` when the split has no symbol column).
+        fwd_returns: (n_rows,) float32 forward returns, or None.
+        segment_start: (n_rows,) int64 first row of each row's symbol block, so windows never cross one.
+    """
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    timestamps: np.ndarray
+    symbol_codes: np.ndarray
+    symbols: tuple[str, ...]
+    fwd_returns: np.ndarray | None
+    segment_start: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def window_end_rows(self, seq_len: int) -> np.ndarray:
+        """Rows that have ``seq_len - 1`` earlier rows of the same symbol: the valid window ends."""
+        rows = np.arange(len(self), dtype=np.int64)
+        return rows[rows - self.segment_start >= seq_len - 1]
+
+    def identity(self, rows: np.ndarray) -> "pd.DataFrame":
+        """Sample identity of ``rows``: the timestamp and symbol of each sample's last bar."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "datetime": pd.to_datetime(self.timestamps[rows]).tz_localize("UTC"),
+                "symbol": np.asarray(self.symbols, dtype=object)[self.symbol_codes[rows]],
+            }
+        )
+
+
+class TimeSeriesDataContainer:
+    """The train/val/test splits of one split directory, for one label horizon.
+
+    Args:
+        splits: the three splits, keyed by name.
+        feature_names: feature column names, in array column order.
+        horizon: label horizon H in bars (the ``label_h{H}`` column).
+        data_dir: where the splits were read from.
+        metadata: the parsed ``scaling_metadata.json``, or None.
+    """
+
+    def __init__(
+        self,
+        splits: dict[str, SplitData],
+        feature_names: list[str],
+        horizon: int,
+        data_dir: Path | None = None,
+        metadata: dict | None = None,
+    ) -> None:
+        self.splits = splits
+        self.feature_names = feature_names
+        self.horizon = horizon
+        self.data_dir = data_dir
+        self.metadata = metadata
+
+    @classmethod
+    def from_parquet_dir(cls, path: str | Path, horizon: int) -> "TimeSeriesDataContainer":
+        """Read ``{train,val,test}_scaled.parquet`` from ``path`` and check them against the data contract.
+
+        Raises:
+            DataError: naming the file, the column and what to do, for every way the input can be wrong.
+        """
+        data_dir = Path(path)
+        if not data_dir.is_dir():
+            raise DataError(
+                f"data directory {data_dir} does not exist. Point --data.data_dir at a folder holding "
+                f"{', '.join(split_file(s) for s in SPLITS)}, or leave it unset to use the embedded sample data."
+            )
+        tables = {split: _read_table(data_dir / split_file(split)) for split in SPLITS}
+        feature_names = _feature_columns(tables["train"], data_dir / split_file("train"))
+        for split in ("val", "test"):
+            _check_same_features(feature_names, tables[split], data_dir / split_file(split))
+        splits = {
+            split: _to_split(split, tables[split], feature_names, horizon, data_dir / split_file(split))
+            for split in SPLITS
+        }
+        _check_time_order(splits, data_dir)
+        metadata = None
+        if (data_dir / METADATA_FILE).is_file():
+            try:
+                metadata = json.loads((data_dir / METADATA_FILE).read_text())
+            except (OSError, ValueError) as err:
+                raise DataError(f"{data_dir / METADATA_FILE} is not valid JSON ({err}); fix or delete it") from None
+        return cls(splits, feature_names, horizon, data_dir, metadata)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def split(self, name: str) -> SplitData:
+        if name not in self.splits:
+            raise DataError(f"unknown split {name!r}; choose one of {SPLITS}")
+        return self.splits[name]
+
+    def get_sklearn_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, w) of a split: the container's own arrays, not copies."""
+        data = self.split(split)
+        return data.features, data.labels, data.weights
+
+    def get_tabular_dataset(self, split: str) -> "TabularDataset":
+        """A dataset of single rows, batched by one index gather."""
+        from mlfactory.data.windows import TabularDataset
+
+        return TabularDataset(self.split(split))
+
+    def get_pytorch_sequences(self, split: str, seq_len: int) -> "SequenceDataset":
+        """A lazy dataset of ``seq_len``-row windows ending at each row with enough same-symbol history."""
+        from mlfactory.data.windows import SequenceDataset
+
+        return SequenceDataset(self.split(split), seq_len)
+
+    def fingerprint(self) -> dict:
+        """A cheap description of the data that trained a model, recorded in the run."""
+        return {
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "horizon": self.horizon,
+            "n_features": self.n_features,
+            "rows": {name: len(s) for name, s in self.splits.items()},
+            "time_ranges": {
+                name: [str(s.timestamps[0]), str(s.timestamps[-1])] for name, s in self.splits.items()
+            },
+        }
+
+
+def _read_table(path: Path) -> "pa.Table":
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise DataError(
+            f"split file {path} is missing. A split directory needs "
+            f"{', '.join(split_file(s) for s in SPLITS)} (see docs/data.md)."
+        )
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several unrelated types for damaged files
+        raise DataError(f"cannot read {path} as parquet ({type(err).__name__}: {err}); rewrite the file") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path} has no rows; every split needs at least one labelled row")
+    if "datetime" not in table.column_names:
+        raise DataError(f"{path} has no 'datetime' column; add the UTC timestamp of each row's bar")
+    return table
+
+
+def _feature_columns(table: "pa.Table", path: Path) -> list[str]:
+    import pyarrow.types as pat
+
+    features = []
+    for field in table.schema:
+        if is_reserved(field.name):
+            continue
+        if not (pat.is_integer(field.type) or pat.is_floating(field.type) or pat.is_boolean(field.type)):
+            raise DataError(
+                f"{path}: column {field.name!r} has type {field.type}, but every column that is not reserved "
+                "(datetime, symbol, open/high/low/close/volume, label_h*, sample_weight_h*, fwd_return_h*) is "
+                "a feature and must be numeric. Encode it as numbers or drop it."
+            )
+        features.append(field.name)
+    if not features:
+        raise DataError(f"{path} has no feature columns; add at least one numeric column")
+    return features
+
+
+def _check_same_features(expected: list[str], table: "pa.Table", path: Path) -> None:
+    found = [c for c in table.column_names if not is_reserved(c)]
+    if found != expected:
+        missing = [c for c in expected if c not in found]
+        extra = [c for c in found if c not in expected]
+        detail = "; ".join(
+            part
+            for part in (f"missing {missing}" if missing else "", f"extra {extra}" if extra else "")
+            if part
+        ) or "same columns in a different order"
+        raise DataError(
+            f"{path}: feature columns differ from train ({detail}). All splits must have the same features "
+            "in the same order; rebuild the splits together."
+        )
+
+
+def _to_split(name: str, table: "pa.Table", feature_names: list[str], horizon: int, path: Path) -> SplitData:
+    n = table.num_rows
+    symbol_codes, symbols = _symbol_codes(table)
+    order = _group_by_symbol(symbol_codes)
+
+    features = np.empty((n, len(feature_names)), dtype=np.float32)
+    for j, column in enumerate(feature_names):
+        values = table.column(column).to_numpy()
+        features[:, j] = values if order is None else values[order]
+    _check_finite(features, feature_names, path)
+
+    labels = _labels(table, horizon, path, order)
+    weights = _optional_column(table, f"sample_weight_h{horizon}", order)
+    if weights is None:
+        weights = np.ones(n, dtype=np.float32)
+    elif not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise DataError(f"{path}: column 'sample_weight_h{horizon}' has negative, NaN or infinite values")
+    fwd_returns = _optional_column(table, f"fwd_return_h{horizon}", order)
+
+    timestamps = _timestamps(table, path)
+    if order is not None:
+        timestamps, symbol_codes = timestamps[order], symbol_codes[order]
+    segment_start = _segment_starts(symbol_codes)
+    _check_sorted(timestamps, segment_start, symbols, symbol_codes, path)
+    return SplitData(name, features, labels, weights, timestamps, symbol_codes, symbols, fwd_returns, segment_start)
+
+
+def _symbol_codes(table: "pa.Table") -> tuple[np.ndarray, tuple[str, ...]]:
+    import pyarrow as pa
+
+    if "symbol" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=np.int32), ("",)
+    encoded = table.column("symbol").cast(pa.string()).combine_chunks().dictionary_encode()
+    return encoded.indices.to_numpy().astype(np.int32), tuple(encoded.dictionary.to_pylist())
+
+
+def _group_by_symbol(codes: np.ndarray) -> np.ndarray | None:
+    """A stable permutation that makes each symbol one contiguous block, or None if already so."""
+    changes = np.count_nonzero(codes[1:] != codes[:-1])
+    if changes == len(np.unique(codes)) - 1:
+        return None
+    return np.argsort(codes, kind="stable")
+
+
+def _segment_starts(codes: np.ndarray) -> np.ndarray:
+    boundary = np.ones(len(codes), dtype=bool)
+    boundary[1:] = codes[1:] != codes[:-1]
+    starts = np.flatnonzero(boundary)
+    return starts[np.cumsum(boundary) - 1].astype(np.int64)
+
+
+def _labels(table: "pa.Table", horizon: int, path: Path, order: np.ndarray | None) -> np.ndarray:
+    column = f"label_h{horizon}"
+    if column not in table.column_names:
+        present = sorted(int(c[len("label_h"):]) for c in table.column_names if re.fullmatch(r"label_h\d+", c))
+        raise DataError(
+            f"{path} has no label column {column!r} for horizon {horizon}; horizons present: {present or 'none'}. "
+            f"Pass --data.horizon with one of them."
+        )
+    raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isin(raw, LABEL_VALUES)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: column {column!r} must hold -1, 0 or +1 (down, neutral, up); row {first} holds {raw[first]}"
+        )
+    labels = (raw + 1).astype(np.int64)
+    return labels if order is None else labels[order]
+
+
+def _optional_column(table: "pa.Table", column: str, order: np.ndarray | None) -> np.ndarray | None:
+    if column not in table.column_names:
+        return None
+    values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float32)
+    return values if order is None else values[order]
+
+
+def _timestamps(table: "pa.Table", path: Path) -> np.ndarray:
+    import pyarrow.types as pat
+
+    column = table.column("datetime")
+    if not pat.is_timestamp(column.type):
+        raise DataError(
+            f"{path}: column 'datetime' has type {column.type}; it must be a timestamp (UTC). "
+            "Convert it with pandas.to_datetime(..., utc=True) before writing the parquet file."
+        )
+    values = column.to_numpy()
+    if hasattr(values, "tz"):  # pandas may hand back a DatetimeArray for tz-aware columns
+        values = np.asarray(values.tz_convert("UTC").tz_localize(None))
+    return values.astype("datetime64[ns]")
+
+
+def _check_finite(features: np.ndarray, names: list[str], path: Path) -> None:
+    finite = np.isfinite(features)
+    if finite.all():
+        return
+    bad_columns = np.flatnonzero(~finite.all(axis=0))
+    j = int(bad_columns[0])
+    n_bad = int((~finite[:, j]).sum())
+    if n_bad == len(features):
+        raise DataError(f"{path}: feature column {names[j]!r} is entirely NaN/inf; drop it or fix its source")
+    raise DataError(
+        f"{path}: feature column {names[j]!r} has {n_bad} NaN/inf values (first at row "
+        f"{int(np.flatnonzero(~finite[:, j])[0])}); {len(bad_columns)} column(s) affected. Fill or drop those "
+        "rows when building the splits."
+    )
+
+
+def _check_sorted(
+    timestamps: np.ndarray, segment_start: np.ndarray, symbols: tuple[str, ...], codes: np.ndarray, path: Path
+) -> None:
+    same_symbol = segment_start[1:] == segment_start[:-1]
+    not_increasing = same_symbol & (timestamps[1:] <= timestamps[:-1])
+    if not_increasing.any():
+        row = int(np.flatnonzero(not_increasing)[0]) + 1
+        symbol = symbols[codes[row]]
+        raise DataError(
+            f"{path}: timestamps are not strictly increasing{f' for symbol {symbol!r}' if symbol else ''} at "
+            f"{timestamps[row]} (after {timestamps[row - 1]}). Sort each symbol's rows by datetime and drop duplicates."
+        )
+
+
+def _check_time_order(splits: dict[str, SplitData], data_dir: Path) -> None:
+    for earlier, later in zip(SPLITS, SPLITS[1:]):
+        end, start = splits[earlier].timestamps.max(), splits[later].timestamps.min()
+        if end >= start:
+            raise DataError(
+                f"{data_dir}: split time ranges overlap: {earlier} ends at {end} but {later} starts at {start}. "
+                "Splits must be chronological (train before val before test), or the test score leaks the future."
+            )

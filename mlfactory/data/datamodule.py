@@ -1,0 +1,130 @@
+"""The LightningDataModule that hands every model the view of the splits it asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from mlfactory.data.container import TimeSeriesDataContainer
+from mlfactory.data.windows import collate_batch
+from mlfactory.errors import DataError, ModelError
+
+Split = Literal["train", "val", "test"]
+
+
+class FactoryDataModule(L.LightningDataModule):
+    """Train/val/test splits of one split directory, viewed as the attached model needs.
+
+    The model's ``input_kind`` picks the view: ``tabular`` models get rows (and estimators read the
+    whole arrays through :meth:`arrays`), ``sequence`` models get lazy windows of ``seq_len`` rows.
+    Each split is read once, on the first ``setup``.
+
+    Args:
+        data_dir: split directory with ``{train,val,test}_scaled.parquet`` (docs/data.md). Unset: the
+            embedded sample data, generated once into a cache directory.
+        horizon: label horizon in bars; reads ``label_h{horizon}`` and ``sample_weight_h{horizon}``.
+        seq_len: rows per window for sequence models.
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation, test and predict; unset means 4 x ``batch_size``.
+        num_workers: DataLoader worker processes. Batches are one gather each, so 0 is usually fastest.
+        predict_split: the split that ``predict`` runs on.
+        sample_signal: with the embedded sample data, whether the generator plants its learnable
+            relation. ``False`` gives the no-signal variant, on which no model may beat chance.
+        input_kind: the view to serve when no model is attached (a data module used on its own);
+            with a Trainer, the model's own ``input_kind`` wins.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        horizon: int = 5,
+        seq_len: int = 30,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        predict_split: Split = "test",
+        sample_signal: bool = True,
+        input_kind: Literal["tabular", "sequence"] = "tabular",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.horizon = horizon
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 4 * batch_size
+        self.num_workers = num_workers
+        self.predict_split = predict_split
+        self.sample_signal = sample_signal
+        self.input_kind = input_kind
+        self.container: TimeSeriesDataContainer | None = None
+
+    def prepare_data(self) -> None:
+        """Build the embedded sample data on first use (once per machine)."""
+        if self.data_dir is None:
+            from mlfactory.data.synthetic import default_data_dir
+
+            default_data_dir(signal=self.sample_signal)
+
+    def setup(self, stage: str) -> None:
+        if self.container is None:
+            self.container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
+
+    def resolved_data_dir(self) -> Path:
+        """The split directory in use: ``data_dir``, or the embedded sample data's cache."""
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        from mlfactory.data.synthetic import default_data_dir
+
+        return default_data_dir(signal=self.sample_signal)
+
+    def view(self) -> str:
+        """The input kind of the attached model, else ``input_kind``."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        kind = getattr(model, "input_kind", None) or self.input_kind
+        if kind not in ("tabular", "sequence"):
+            raise ModelError(
+                f"{type(model).__name__} asks for input kind {kind!r}, which FactoryDataModule does not serve yet"
+            )
+        return kind
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split`` in the current view."""
+        container = self._require_container()
+        if self.view() == "sequence":
+            return container.get_pytorch_sequences(split, self.seq_len)
+        return container.get_tabular_dataset(split)
+
+    def arrays(self, split: str):
+        """(X, y, w) of a split for estimators: the container's arrays themselves."""
+        return self._require_container().get_sklearn_arrays(split)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split)
+
+    def _loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size or self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _require_container(self) -> TimeSeriesDataContainer:
+        if self.container is None:
+            raise DataError("FactoryDataModule has no data yet: call prepare_data() and setup('fit') first")
+        return self.container
