@@ -30,6 +30,7 @@ INPUT_KINDS: tuple[str, ...] = ("tabular", "sequence", "multires")
 
 _MODELS_DIR = Path(__file__).parent / "models"
 _runtime: dict[str, "ModelSpec"] = {}
+_runtime_classes: dict[str, type] = {}  # classes registered at run time may not be importable by path
 
 T = TypeVar("T", bound=type)
 
@@ -46,6 +47,9 @@ class ModelSpec:
 
     def load(self) -> type:
         """Import and return the model class."""
+        registered = _runtime_classes.get(self.class_path)
+        if registered is not None:
+            return registered
         module_name, _, class_name = self.class_path.rpartition(".")
         return getattr(importlib.import_module(module_name), class_name)
 
@@ -72,6 +76,7 @@ def register(*, name: str, family: Family, input_kind: InputKind) -> Callable[[T
         cls.registry_name = name
         cls.family = family
         cls.input_kind = input_kind
+        _runtime_classes[class_path] = cls
         _runtime[name] = ModelSpec(name, family, input_kind, class_path, _first_line(cls.__doc__))
         return cls
 
