@@ -1,0 +1,1 @@
+"""Gradient-boosted tree models on the estimator wrapper."""
