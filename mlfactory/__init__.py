@@ -3,7 +3,7 @@
 Light to import: the registry is available at once; training pieces load on first use.
 
 >>> from mlfactory import create_model, FactoryDataModule          # doctest: +SKIP
->>> trainer.fit(create_model("lightgbm"), FactoryDataModule(horizon=20))  # doctest: +SKIP
+>>> trainer.fit(create_model("xgboost"), FactoryDataModule(horizon=20))  # doctest: +SKIP
 """
 
 from __future__ import annotations

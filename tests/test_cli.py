@@ -192,3 +192,10 @@ def test_models_and_help_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "xgboost" in result.stdout and "lstm" in result.stdout
+
+
+def test_model_help_accepts_the_short_name(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.help", "lstm"])
+    assert exit_info.value.code in (0, None)
+    assert "--model.hidden_size HIDDEN_SIZE" in capsys.readouterr().out

@@ -180,7 +180,7 @@ class RunRecord(Callback):
             "train_seconds": round(time.time() - self._started, 3),
             "monitor": getattr(checkpoint, "monitor", None),
             "best_score": float(best_score) if best_score is not None else None,
-            "best_checkpoint": str(Path(best_path).relative_to(self.run_dir)) if best_path else None,
+            "best_checkpoint": os.path.relpath(best_path, self.run_dir) if best_path else None,
             "early_stopped": bool(early is not None and early.stopped_epoch > 0),
             "stopped_epoch": early.stopped_epoch if early is not None else None,
             "final": final,

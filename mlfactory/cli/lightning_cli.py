@@ -108,9 +108,9 @@ def prepare_args(argv: list[str]) -> list[str]:
     args = list(argv)
     names_model = False
     for i, token in enumerate(args):
-        if token == "--model" and i + 1 < len(args):
+        if token in ("--model", "--model.help") and i + 1 < len(args):
             args[i + 1] = _class_path_value(args[i + 1])
-            names_model = True
+            names_model = names_model or token == "--model"
         elif token.startswith("--model="):
             args[i] = "--model=" + _class_path_value(token.split("=", 1)[1])
             names_model = True
@@ -118,8 +118,9 @@ def prepare_args(argv: list[str]) -> list[str]:
             args[i + 1], has_model = _resolve_config(args[i + 1])
             names_model = names_model or has_model
     ckpt_path = _option(args, "--ckpt_path")
-    if args and args[0] != "fit" and ckpt_path is not None and not names_model:
-        args[1:1] = _args_from_checkpoint(ckpt_path)
+    if args and args[0] != "fit" and ckpt_path is not None:
+        model_args, data_args = _args_from_checkpoint(ckpt_path)
+        args[1:1] = data_args if names_model else model_args + data_args
     return args
 
 
@@ -159,7 +160,7 @@ def _option(args: list[str], name: str) -> str | None:
     return None
 
 
-def _args_from_checkpoint(ckpt_path: str) -> list[str]:
+def _args_from_checkpoint(ckpt_path: str) -> tuple[list[str], list[str]]:
     """``--model CLASS`` and the data settings the checkpoint was trained with (later options override)."""
     import torch
 
@@ -177,12 +178,12 @@ def _args_from_checkpoint(ckpt_path: str) -> list[str]:
     class_path = identity.get("class_path") or checkpoint.get("hyper_parameters", {}).get("_class_path")
     if not class_path:
         raise RunError(f"checkpoint {path} was not written by an mlfactory model; pass --model explicitly")
-    args = ["--model", class_path]
-    for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items():
-        if key.startswith("_") or (key == "data_dir" and value is None):
-            continue  # Lightning's own bookkeeping, or the embedded sample data
-        args.append(f"--data.{key}={_cli_value(value)}")
-    return args
+    data_args = [
+        f"--data.{key}={_cli_value(value)}"
+        for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items()
+        if not key.startswith("_")  # Lightning's own bookkeeping
+    ]
+    return ["--model", class_path], data_args
 
 
 def _cli_value(value: Any) -> str:

@@ -139,6 +139,7 @@ class TimeSeriesDataContainer:
         feature_names = _feature_columns(tables["train"], data_dir / split_file("train"))
         for split in ("val", "test"):
             _check_same_features(feature_names, tables[split], data_dir / split_file(split))
+            _feature_columns(tables[split], data_dir / split_file(split))
         splits = {
             split: _to_split(split, tables[split], feature_names, horizon, data_dir / split_file(split))
             for split in SPLITS
@@ -260,8 +261,11 @@ def _to_split(name: str, table: "pa.Table", feature_names: list[str], horizon: i
     weights = _optional_column(table, f"sample_weight_h{horizon}", order)
     if weights is None:
         weights = np.ones(n, dtype=np.float32)
-    elif not np.all(np.isfinite(weights)) or (weights < 0).any():
-        raise DataError(f"{path}: column 'sample_weight_h{horizon}' has negative, NaN or infinite values")
+    elif not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+        raise DataError(
+            f"{path}: column 'sample_weight_h{horizon}' must be finite, non-negative and not all zero; "
+            "fix the weights or drop the column (every row then weighs 1)"
+        )
     fwd_returns = _optional_column(table, f"fwd_return_h{horizon}", order)
 
     timestamps = _timestamps(table, path)
@@ -277,6 +281,8 @@ def _symbol_codes(table: "pa.Table") -> tuple[np.ndarray, tuple[str, ...]]:
 
     if "symbol" not in table.column_names:
         return np.zeros(table.num_rows, dtype=np.int32), ("",)
+    if table.column("symbol").null_count:
+        raise DataError(f"column 'symbol' has {table.column('symbol').null_count} empty values; fill or drop those rows")
     encoded = table.column("symbol").cast(pa.string()).combine_chunks().dictionary_encode()
     return encoded.indices.to_numpy().astype(np.int32), tuple(encoded.dictionary.to_pylist())
 
@@ -326,6 +332,8 @@ def _timestamps(table: "pa.Table", path: Path) -> np.ndarray:
     import pyarrow.types as pat
 
     column = table.column("datetime")
+    if column.null_count:
+        raise DataError(f"{path}: column 'datetime' has {column.null_count} empty values; drop those rows")
     if not pat.is_timestamp(column.type):
         raise DataError(
             f"{path}: column 'datetime' has type {column.type}; it must be a timestamp (UTC). "

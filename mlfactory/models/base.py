@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,8 +19,9 @@ class FactoryModule(L.LightningModule):
     """Base of every model. Subclasses supply :meth:`loss_and_probs`; the rest is shared.
 
     ``registry_name``, ``family`` and ``input_kind`` are set by ``@register``. ``param_ranges`` maps a
-    numeric hyper-parameter to its closed ``(low, high)`` range (``None`` = unbounded), checked when a
-    fit starts so the error names the parameter, the model, the range and the value.
+    numeric hyper-parameter to its closed ``(low, high)`` range (``None`` = unbounded), checked in
+    ``setup`` (before the optimizer or estimator is built) so the error names the parameter, the
+    model, the range and the value; ``Literal`` choices in the signature are checked there too.
     """
 
     registry_name: ClassVar[str] = ""
@@ -54,11 +56,18 @@ class FactoryModule(L.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"row": batch["row"], "probs": self.predict_proba(batch), "y": batch["y"]}
 
-    def on_fit_start(self) -> None:
+    def setup(self, stage: str) -> None:
         self.check_params()
 
     def check_params(self) -> None:
-        """Refuse hyper-parameters outside ``param_ranges``."""
+        """Refuse hyper-parameters outside ``param_ranges`` or outside the choices of a ``Literal`` hint."""
+        for name, hint in typing.get_type_hints(type(self).__init__).items():
+            value = self.hparams.get(name)
+            if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+                raise ModelError(
+                    f"{type(self).__name__} ({self.registry_name}): {name}={value!r} is not one of "
+                    f"{list(typing.get_args(hint))}"
+                )
         for name, (low, high) in self.param_ranges.items():
             value = self.hparams.get(name)
             if value is None:

@@ -10,7 +10,7 @@ checkpoint as ``bytes`` of the library's native format.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,6 +73,7 @@ class EstimatorModule(FactoryModule):
 
     # --- Lightning hooks ---------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         self._require(
             self.trainer.world_size == 1,
             f"is fitted by its library in one process, but the trainer runs {self.trainer.world_size} processes. "
@@ -152,8 +153,9 @@ class EstimatorModule(FactoryModule):
         self.log_metrics("train", weighted_nll(probs, target, weight), probs, target)
 
 
-def _version(distribution: str) -> str | None:
+def _version(library: str) -> str | None:
+    """The library's own ``__version__`` (its distribution name may differ, e.g. xgboost-cpu)."""
     try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
+        return getattr(importlib.import_module(library), "__version__", None)
+    except ImportError:
         return None

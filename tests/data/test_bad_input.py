@@ -158,3 +158,33 @@ def test_negative_sample_weights(frames, tmp_path):
         f["train"].loc[f["train"].index[0], "sample_weight_h5"] = -1.0
 
     assert "'sample_weight_h5'" in load_error(write(frames, tmp_path, edit))
+
+
+def test_text_feature_only_in_val(frames, tmp_path):
+    column = [c for c in frames["train"].columns if c.startswith("ret_")][0]
+
+    def edit(f: Frames) -> None:
+        f["val"][column] = f["val"][column].astype(str)
+
+    message = load_error(write(frames, tmp_path, edit))
+    assert "val_scaled.parquet" in message and repr(column) in message and "numeric" in message
+
+
+def test_empty_datetime_or_symbol_values(frames, tmp_path):
+    def edit(f: Frames) -> None:
+        f["test"]["datetime"] = f["test"]["datetime"].astype(object)
+        f["test"].loc[f["test"].index[2], "datetime"] = None
+
+    assert "'datetime' has 1 empty values" in load_error(write(frames, tmp_path / "a", edit))
+
+    def edit_symbol(f: Frames) -> None:
+        f["train"].loc[f["train"].index[2], "symbol"] = None
+
+    assert "'symbol' has 1 empty values" in load_error(write(frames, tmp_path / "b", edit_symbol))
+
+
+def test_weights_that_sum_to_zero(frames, tmp_path):
+    def edit(f: Frames) -> None:
+        f["val"]["sample_weight_h5"] = 0.0
+
+    assert "not all zero" in load_error(write(frames, tmp_path, edit))

@@ -87,3 +87,11 @@ def test_forward_without_size_says_what_to_do():
 def test_learns_above_chance_on_the_planted_signal(fitted):
     scores = json.loads((Path(fitted[2].log_dir) / "metrics" / "evaluation_metrics.json").read_text())
     assert scores["val"]["balanced_accuracy"] > 0.36
+
+
+def test_unknown_optimizer_choice_is_refused_before_training(sample_dir, make_trainer):
+    from mlfactory.errors import ModelError
+
+    model = create_model("lstm", hidden_size=4, optimizer="rmsprop")
+    with pytest.raises(ModelError, match=r"optimizer='rmsprop' is not one of \['adamw', 'adam', 'sgd'\]"):
+        make_trainer().fit(model, datamodule=FactoryDataModule(data_dir=str(sample_dir), seq_len=5))

@@ -51,7 +51,8 @@ class NeuralModule(FactoryModule):
         raise NotImplementedError
 
     def setup(self, stage: str) -> None:
-        """Size the network from the data when ``n_features`` was not given."""
+        """Check hyper-parameters; size the network from the data when ``n_features`` was not given."""
+        super().setup(stage)
         container = getattr(getattr(self.trainer, "datamodule", None), "container", None)
         if container is None:
             self.ensure_network()
