@@ -77,6 +77,11 @@ _Z_PHI = 0.985  # persistence of the latent drift state
 _WICK_SKEW = 0.5  # how strongly z skews the wicks (log-scale factor per unit z)
 _BARRIER_VOL_HALFLIFE = 240  # bars; long so the barrier width tracks the (constant) true volatility
 _BARRIER_VOL_MIN_PERIODS = 120
+# The barrier volatility at t uses only returns up to t-60, older than every feature window (the
+# longest, ret_60 and vol_60, use the returns of bars t-59..t). Without the planted drift the
+# barrier's estimation noise is then independent of the features, so even the share of 0 labels
+# cannot be predicted from them.
+_BARRIER_VOL_LAG = 60
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,6 +387,7 @@ def _labelled_frame(bars: pd.DataFrame, horizons: Sequence[int]) -> pd.DataFrame
             pd.Series(r1)
             .ewm(halflife=_BARRIER_VOL_HALFLIFE, min_periods=_BARRIER_VOL_MIN_PERIODS)
             .std()
+            .shift(_BARRIER_VOL_LAG)
             .to_numpy()
         )
         cols: dict[str, np.ndarray] = {}
