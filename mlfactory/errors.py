@@ -29,3 +29,7 @@ class ConfigError(MLFactoryError):
 
 class RunError(MLFactoryError):
     """A run directory or checkpoint is missing, incomplete or unreadable."""
+
+
+class EnsembleCompatibilityError(ModelError):
+    """Ensemble members that cannot be combined: unknown, misconfigured, or trained for other labels."""

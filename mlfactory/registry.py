@@ -24,9 +24,10 @@ from typing import Any, Callable, Literal, TypeVar
 from mlfactory.errors import RegistryError
 
 Family = Literal["boosting", "classical", "neural", "ensemble"]
-InputKind = Literal["tabular", "sequence", "multires"]
+InputKind = Literal["tabular", "sequence", "multires", "any"]
 FAMILIES: tuple[str, ...] = ("boosting", "classical", "neural", "ensemble")
-INPUT_KINDS: tuple[str, ...] = ("tabular", "sequence", "multires")
+# "any": decided per instance (an ensemble takes the view its members need)
+INPUT_KINDS: tuple[str, ...] = ("tabular", "sequence", "multires", "any")
 
 _MODELS_DIR = Path(__file__).parent / "models"
 _runtime: dict[str, "ModelSpec"] = {}

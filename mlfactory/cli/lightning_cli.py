@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from datetime import datetime
@@ -75,7 +76,14 @@ class FactoryCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
-        if isinstance(self.model, EstimatorModule) and self.trainer.world_size > 1:
+        if not isinstance(self.model, EstimatorModule):
+            return
+        if self.trainer.gradient_clip_val:
+            raise ConfigError(
+                f"{self.model.registry_name} takes no gradient steps, so --trainer.gradient_clip_val "
+                f"{self.trainer.gradient_clip_val} does not apply; drop it (set it in the neural recipes only)"
+            )
+        if self.trainer.world_size > 1:
             raise ConfigError(
                 f"{self.model.registry_name} is fitted by its library in one process and cannot run under "
                 f"{type(self.trainer.strategy).__name__} with {self.trainer.world_size} processes. Drop "
@@ -161,7 +169,10 @@ def _option(args: list[str], name: str) -> str | None:
 
 
 def _args_from_checkpoint(ckpt_path: str) -> tuple[list[str], list[str]]:
-    """``--model CLASS`` and the data settings the checkpoint was trained with (later options override)."""
+    """``--model CLASS`` with its init arguments, and the data settings the checkpoint was trained with.
+
+    They are placed right after the command, so options given later override them.
+    """
     import torch
 
     path = Path(ckpt_path)
@@ -183,13 +194,16 @@ def _args_from_checkpoint(ckpt_path: str) -> tuple[list[str], list[str]]:
         for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items()
         if not key.startswith("_")  # Lightning's own bookkeeping
     ]
-    return ["--model", class_path], data_args
+    # every init argument too, so required ones (an ensemble's members) pass the parser's check
+    model_args = ["--model", class_path] + [
+        f"--model.{key}={_cli_value(value)}"
+        for key, value in checkpoint.get("hyper_parameters", {}).items()
+        if not key.startswith("_")
+    ]
+    return model_args, data_args
 
 
 def _cli_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    """A value as the command line spells it: strings bare, everything else as JSON (which YAML reads)."""
+    return value if isinstance(value, str) else json.dumps(value)
 

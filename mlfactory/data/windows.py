@@ -52,10 +52,10 @@ class _RowDataset(Dataset):
 
 
 class TabularDataset(_RowDataset):
-    """Every row of a split as one sample: ``x`` is (batch, n_features)."""
+    """Rows of a split as samples (all rows unless ``rows`` is given): ``x`` is (batch, n_features)."""
 
-    def __init__(self, split: SplitData) -> None:
-        super().__init__(split, np.arange(len(split), dtype=np.int64))
+    def __init__(self, split: SplitData, rows: np.ndarray | None = None) -> None:
+        super().__init__(split, np.arange(len(split), dtype=np.int64) if rows is None else np.asarray(rows, np.int64))
 
     def _gather(self, rows: torch.Tensor) -> torch.Tensor:
         return self._features[rows]
@@ -64,14 +64,20 @@ class TabularDataset(_RowDataset):
 class SequenceDataset(_RowDataset):
     """Windows of ``seq_len`` consecutive rows of one symbol: ``x`` is (batch, seq_len, n_features).
 
-    Sample ``i`` is the window ending at row ``end_rows[i]``. Rows without ``seq_len - 1`` earlier rows
-    of the same symbol have no sample, so a window never crosses a symbol or split boundary.
+    Sample ``i`` is the window ending at row ``rows[i]``. Rows without ``seq_len - 1`` earlier rows
+    of the same symbol have no sample, so a window never crosses a symbol or split boundary. ``rows``
+    restricts the samples to some of the valid window ends (ensembles and cross-validation use it).
     """
 
-    def __init__(self, split: SplitData, seq_len: int) -> None:
+    def __init__(self, split: SplitData, seq_len: int, rows: np.ndarray | None = None) -> None:
         if seq_len < 1:
             raise DataError(f"seq_len must be at least 1, got {seq_len}")
         end_rows = split.window_end_rows(seq_len)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if not np.isin(rows, end_rows).all():
+                raise DataError(f"some requested rows of the {split.name} split have fewer than {seq_len} rows of history")
+            end_rows = rows
         if len(end_rows) == 0:
             raise DataError(
                 f"the {split.name} split has no symbol with {seq_len} rows, so it yields no window of "

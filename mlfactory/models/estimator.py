@@ -49,6 +49,15 @@ class EstimatorModule(FactoryModule):
         self._fitted_this_run = False
 
     # --- what a subclass provides -------------------------------------------------------------
+    def fit_on(self, datamodule: Any) -> None:
+        """Fit on the data module's training split (early stopping on val); log train metrics."""
+        train, val = datamodule.arrays("train"), datamodule.arrays("val")
+        estimator = self.build_estimator()
+        self.history_ = self.fit_estimator(estimator, train, val)
+        self.estimator_ = estimator
+        X, y, w = train
+        self.log_train_metrics(self.estimator_proba(X), y, w)
+
     def build_estimator(self) -> Any:
         """A new, unfitted estimator configured from ``self.hparams``."""
         raise NotImplementedError
@@ -89,16 +98,12 @@ class EstimatorModule(FactoryModule):
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         datamodule = self.trainer.datamodule
         self._require(
-            hasattr(datamodule, "arrays"),
+            hasattr(datamodule, "container"),
             "trains on whole splits and needs a FactoryDataModule: trainer.fit(model, datamodule=FactoryDataModule())",
         )
-        train, val = datamodule.arrays("train"), datamodule.arrays("val")
-        estimator = self.build_estimator()
-        self.history_ = self.fit_estimator(estimator, train, val)
-        self.estimator_ = estimator
+        self.fit_on(datamodule)
         self._fitted_this_run = True
         self._log_rounds()
-        self._log_train_metrics(train)
         self.optimizers().step()  # no gradients: changes nothing, but counts as a step for checkpointing
         self.trainer.should_stop = True  # one fit is the whole training; Lightning validates next
 
@@ -146,11 +151,11 @@ class EstimatorModule(FactoryModule):
                     for logger in self.loggers:
                         logger.log_metrics({f"rounds/{split}_{metric}": float(value)}, step=step)
 
-    def _log_train_metrics(self, train: Arrays) -> None:
-        X, y, w = train
-        probs = torch.as_tensor(self.estimator_proba(X), dtype=torch.float32)
+    def log_train_metrics(self, probs: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+        """Log the training split's loss and metrics from the fitted model's probabilities."""
+        probs_t = torch.as_tensor(probs, dtype=torch.float32)
         target, weight = torch.from_numpy(y), torch.from_numpy(w)
-        self.log_metrics("train", weighted_nll(probs, target, weight), probs, target)
+        self.log_metrics("train", weighted_nll(probs_t, target, weight), probs_t, target)
 
 
 def _version(library: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Ensembles of registered models: voting, stacking, blending."""
