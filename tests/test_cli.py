@@ -199,3 +199,19 @@ def test_model_help_accepts_the_short_name(capsys):
         main(["fit", "--model.help", "lstm"])
     assert exit_info.value.code in (0, None)
     assert "--model.hidden_size HIDDEN_SIZE" in capsys.readouterr().out
+
+
+def test_mixed_voting_members_on_the_command_line(sample_dir, tmp_path):
+    run = fit(
+        tmp_path, "--model", "voting", "--model.members",
+        "[{name: xgboost, n_estimators: 10}, {name: lstm, hidden_size: 4, num_layers: 1}]",
+        "--model.neural_max_epochs", "1", "--data.data_dir", str(sample_dir), "--data.seq_len", "8",
+    )
+    assert read_json(run / "status.json")["status"] == "complete"
+    members = sorted(p.name for p in (run / "checkpoints" / "best_model" / "members").iterdir())
+    assert members == ["0_xgboost", "1_lstm"]
+    # the checkpoint restores the ensemble with its members, without naming them again
+    ckpt = run / "checkpoints" / "best.ckpt"
+    assert main(["test", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path / "t"), *QUIET]) == 0
+    tested = read_json(latest_run(tmp_path / "t") / "metrics" / "evaluation_metrics.json")["test"]
+    assert tested == pytest.approx(read_json(run / "metrics" / "evaluation_metrics.json")["test"])

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from mlfactory.data.container import SplitData, TimeSeriesDataContainer
 from mlfactory.data.windows import SequenceDataset, TabularDataset, collate_batch
-from mlfactory.errors import EnsembleCompatibilityError, RegistryError
+from mlfactory.errors import EnsembleCompatibilityError, ModelError, RegistryError
 from mlfactory.models.base import FactoryModule
 from mlfactory.models.estimator import EstimatorModule
 from mlfactory.registry import model_class
@@ -53,7 +53,10 @@ def build_member(spec: MemberSpec, index: int) -> FactoryModule:
         member = contextvars.Context().run(cls, **params)
     except TypeError as err:
         raise EnsembleCompatibilityError(f"member {index} ({name}) is misconfigured: {err}") from None
-    member.check_params()
+    try:
+        member.check_params()
+    except ModelError as err:
+        raise EnsembleCompatibilityError(f"member {index} ({name}) is misconfigured: {err}") from None
     return member
 
 
