@@ -1,4 +1,4 @@
-"""Classification metrics shared by every model family and by the run record."""
+"""Metrics logged while training, the same for every family (the run record's are in evaluation/)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,3 @@ def weighted_nll(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     picked = probs.gather(1, target.unsqueeze(1)).squeeze(1).clamp_min(1e-7)
     return -(weight * picked.log()).sum() / weight.sum().clamp_min(1e-12)
 
-
-def summarize(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> dict[str, float]:
-    """Every metric of :func:`classification_metrics`, plus the weighted log loss and the count."""
-    metrics = classification_metrics()
-    scores = {name: float(value) for name, value in metrics(probs, target).items()}
-    scores["log_loss"] = float(weighted_nll(probs, target, weight))
-    scores["n_samples"] = int(len(target))
-    return scores

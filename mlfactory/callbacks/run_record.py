@@ -17,7 +17,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from mlfactory.data.container import class_mapping
-from mlfactory.metrics import summarize
+from mlfactory.evaluation import plots
+from mlfactory.evaluation.importance import feature_importance
+from mlfactory.evaluation.report import evaluate_predictions
+from mlfactory.models.base import predict_batches
 
 STATUS_FILE = "status.json"
 
@@ -26,7 +29,7 @@ def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.write_text(json.dumps(_finite(payload), indent=2, default=str))
     os.replace(tmp, path)
 
 
@@ -39,10 +42,15 @@ class RunRecord(Callback):
     ``complete`` only after everything else is written, in ``teardown``.
 
     After ``fit``, the module holds the weights of the best checkpoint, and the record's val and test
-    predictions and metrics come from that model.
+    predictions, metrics, plots and feature importance come from that model.
+
+    Args:
+        importance_samples: validation samples used for permutation importance of models without a
+            native importance; 0 skips it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, importance_samples: int = 2000) -> None:
+        self.importance_samples = importance_samples
         self.run_dir: Path | None = None
         self._failed = False
         self._started = 0.0
@@ -89,13 +97,14 @@ class RunRecord(Callback):
         if best_path and not hasattr(pl_module, "estimator_"):
             state = torch.load(best_path, map_location=pl_module.device, weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
-        evaluation = {}
         datamodule = trainer.datamodule
-        for split, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader())):
-            outputs = _predict(pl_module, loader)
-            evaluation[split] = self._save_predictions(trainer, split, outputs)
+        evaluation = {
+            split: self._save_predictions(trainer, split, predict_batches(pl_module, loader))
+            for split, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader()))
+        }
         if trainer.is_global_zero:
             pl_module.export_native(self.run_dir / "checkpoints" / "best_model")
+            self._write_importance(trainer, pl_module)
             write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
             write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
             self._write_config(trainer, pl_module)
@@ -145,11 +154,10 @@ class RunRecord(Callback):
         split = datamodule.container.split(split_name)
         rows = outputs["row"].numpy()
         probs = outputs["probs"].float().numpy()
-        labels = outputs["y"].numpy()
-        metrics = {}
-        if with_metrics:
-            weights = torch.from_numpy(split.weights[rows])
-            metrics = summarize(outputs["probs"].float(), outputs["y"], weights)
+        labels = split.labels[rows]
+        metrics = evaluate_predictions(split, rows, probs, datamodule.horizon) if with_metrics else {}
+        if with_metrics and trainer.is_global_zero:
+            self._write_plots(trainer, split_name, metrics)
         if trainer.is_global_zero:
             identity = split.identity(rows)
             path = self.run_dir / "predictions" / f"{name}_predictions.npz"
@@ -168,6 +176,32 @@ class RunRecord(Callback):
             )
             os.replace(tmp, path)
         return metrics
+
+    def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict) -> None:
+        """PNG files in plots/, and the same figures in TensorBoard's images tab."""
+        figures = {
+            f"confusion_{split}": plots.confusion_figure(metrics["confusion_matrix"], f"{split} confusion"),
+            f"reliability_{split}": plots.reliability_figure(metrics["calibration"], f"{split} reliability"),
+        }
+        for name, figure in figures.items():
+            experiment = getattr(trainer.logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):
+                experiment.add_figure(name, figure, global_step=trainer.global_step, close=False)
+            plots.save(figure, self.run_dir / "plots" / f"{name}.png")
+
+    def _write_importance(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        result = feature_importance(pl_module, trainer.datamodule, self.importance_samples)
+        if result is None:
+            return
+        import pandas as pd
+
+        table = pd.DataFrame({"feature": result["features"], "importance": result["importance"]})
+        table["method"] = result["method"]
+        path = self.run_dir / "importance" / "feature_importance.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.sort_values("importance", ascending=False).to_csv(path, index=False)
+        figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"])
+        plots.save(figure, self.run_dir / "plots" / "feature_importance.png")
 
     def _training_metrics(self, trainer: L.Trainer, best_path: str) -> dict[str, Any]:
         checkpoint = trainer.checkpoint_callback
@@ -227,19 +261,6 @@ class RunRecord(Callback):
         write_json(path, record)
 
 
-def _predict(module: L.LightningModule, loader) -> dict[str, torch.Tensor]:
-    """Run ``predict_step`` over a loader outside Lightning's loops (used after fit, on the best model)."""
-    was_training = module.training
-    module.eval()
-    outputs = []
-    with torch.inference_mode():
-        for batch in loader:
-            batch = {k: v.to(module.device) for k, v in batch.items()}
-            outputs.append({k: v.cpu() for k, v in module.predict_step(batch, 0).items()})
-    module.train(was_training)
-    return _concat(outputs)
-
-
 def _concat(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     keys = ("row", "probs", "y")
     return {k: torch.cat([o[k].detach().cpu() for o in outputs]) for k in keys}
@@ -259,6 +280,17 @@ def _trainer_settings(trainer: L.Trainer) -> dict[str, Any]:
         "callbacks": [type(c).__name__ for c in trainer.callbacks],
         "log_dir": trainer.log_dir,
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null, so the files are strict JSON."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _now() -> str:

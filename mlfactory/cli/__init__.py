@@ -20,6 +20,7 @@ commands:
   test       evaluate on test:         mlfactory test --ckpt_path RUN/checkpoints/best.ckpt
   predict    write predictions:        mlfactory predict --ckpt_path RUN/checkpoints/best.ckpt
   models     list registered models:   mlfactory models
+  compare    leaderboard of runs:      mlfactory compare lightning_logs/ --sort test_sharpe
 
 Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
 --model.hidden_size 128, --data.horizon 20, --trainer.max_epochs 30; --print_config shows
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             from mlfactory.cli.models import list_command
 
             return list_command(args[1:])
+        if command == "compare":
+            from mlfactory.cli.compare import compare_command
+
+            return compare_command(args[1:])
         if command in TRAINER_COMMANDS:
             from mlfactory.cli.lightning_cli import run
 

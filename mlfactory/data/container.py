@@ -7,6 +7,7 @@ The data contract is described in docs/data.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class TimeSeriesDataContainer:
         self.horizon = horizon
         self.data_dir = data_dir
         self.metadata = metadata
+        self.class_factors: list[float] | None = None  # set by with_balanced_classes
 
     @classmethod
     def from_parquet_dir(cls, path: str | Path, horizon: int) -> "TimeSeriesDataContainer":
@@ -179,6 +181,24 @@ class TimeSeriesDataContainer:
 
         return SequenceDataset(self.split(split), seq_len)
 
+    def with_balanced_classes(self) -> "TimeSeriesDataContainer":
+        """The same splits with weights times ``total / (3 * class_total)``, class totals from train.
+
+        A class absent from train keeps factor 1. Features are shared, not copied.
+        """
+        train = self.splits["train"]
+        totals = np.bincount(train.labels, weights=train.weights, minlength=len(LABEL_VALUES))
+        present = totals > 0
+        factors = np.ones(len(LABEL_VALUES))
+        factors[present] = totals.sum() / (present.sum() * totals[present])
+        splits = {
+            name: dataclasses.replace(s, weights=(s.weights * factors[s.labels]).astype(np.float32))
+            for name, s in self.splits.items()
+        }
+        balanced = TimeSeriesDataContainer(splits, self.feature_names, self.horizon, self.data_dir, self.metadata)
+        balanced.class_factors = factors.tolist()
+        return balanced
+
     def fingerprint(self) -> dict:
         """A cheap description of the data that trained a model, recorded in the run."""
         return {
@@ -186,6 +206,7 @@ class TimeSeriesDataContainer:
             "horizon": self.horizon,
             "n_features": self.n_features,
             "rows": {name: len(s) for name, s in self.splits.items()},
+            "class_weight_factors": self.class_factors,
             "time_ranges": {
                 name: [str(s.timestamps[0]), str(s.timestamps[-1])] for name, s in self.splits.items()
             },

@@ -33,6 +33,9 @@ class FactoryDataModule(L.LightningDataModule):
         predict_split: the split that ``predict`` runs on.
         sample_signal: with the embedded sample data, whether the generator plants its learnable
             relation. ``False`` gives the no-signal variant, on which no model may beat chance.
+        balance_classes: multiply every split's sample weights by ``n / (3 * n_class)``, with the
+            class totals taken from the (weighted) training split, so that each class weighs the same
+            in the loss. Without it most models learn to predict the majority (neutral) class.
         input_kind: the view to serve when no model is attached (a data module used on its own);
             with a Trainer, the model's own ``input_kind`` wins.
     """
@@ -47,6 +50,7 @@ class FactoryDataModule(L.LightningDataModule):
         num_workers: int = 0,
         predict_split: Split = "test",
         sample_signal: bool = True,
+        balance_classes: bool = True,
         input_kind: Literal["tabular", "sequence"] = "tabular",
     ) -> None:
         super().__init__()
@@ -59,6 +63,7 @@ class FactoryDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.predict_split = predict_split
         self.sample_signal = sample_signal
+        self.balance_classes = balance_classes
         self.input_kind = input_kind
         self.container: TimeSeriesDataContainer | None = None
 
@@ -71,7 +76,8 @@ class FactoryDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if self.container is None:
-            self.container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
+            container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
+            self.container = container.with_balanced_classes() if self.balance_classes else container
 
     def resolved_data_dir(self) -> Path:
         """The split directory in use: ``data_dir``, or the embedded sample data's cache."""

@@ -21,8 +21,11 @@ ratio of the past volatility estimate to the true one, which is a real but unpla
 leak detector must not show. Volume is log-normal, larger on bars with large moves, and carries no
 direction.
 
-Split directory layout (the data contract, see ``make_sample_splits``): ``{train,val,test}_scaled.parquet``
-and ``scaling_metadata.json``.
+Labels are triple-barrier labels whose barrier volatility is an EWM std of 1-bar log returns
+(half-life 240 bars) lagged by 60 bars, so it uses only returns older than every feature window:
+without the drift its estimation noise is then independent of the features, and not even the share
+of 0 labels can be predicted. The split directory follows the data contract (docs/data.md):
+``{train,val,test}_scaled.parquet`` and ``scaling_metadata.json``; see ``make_sample_splits``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ _BARRIER_VOL_LAG = 60
 
 def _ar1(innovations: np.ndarray, phi: float, x0: float, block: int = 512) -> np.ndarray:
     """x_t = phi * x_{t-1} + innovations_t with x_{-1} = x0, vectorised in blocks (no per-row loop)."""
+    if not 0.0 < phi < 1.0:
+        raise ValueError(f"phi must lie in (0, 1), got {phi}")
+    block = max(1, min(block, int(30.0 / -np.log(phi))))  # keeps phi^-block far from overflow
     n = innovations.shape[0]
     out = np.empty(n, dtype=np.float64)
     j = np.arange(block, dtype=np.float64)
@@ -200,7 +206,9 @@ def _symbol_positions(bars: pd.DataFrame) -> list[np.ndarray]:
     """Row positions of each symbol (in order of first appearance); checks time order within symbol."""
     missing = [c for c in ("datetime", "symbol", *BAR_COLUMNS) if c not in bars.columns]
     if missing:
-        raise DataError(f"bars are missing columns {missing}; expected datetime, symbol, open, high, low, close, volume")
+        raise DataError(
+            f"bars are missing columns {missing}; expected datetime, symbol, open, high, low, close, volume"
+        )
     codes, _ = pd.factorize(bars["symbol"], sort=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -209,15 +217,19 @@ def _symbol_positions(bars: pd.DataFrame) -> list[np.ndarray]:
     for pos in groups:
         if len(pos) > 1 and not (np.diff(times[pos]) > 0).all():
             sym = bars["symbol"].iloc[pos[0]]
-            raise DataError(f"bars of symbol {sym!r} are not strictly increasing in datetime; sort them first")
+            raise DataError(
+                f"bars of symbol {sym!r} are not strictly increasing in datetime; sort them first"
+            )
     return groups
 
 
-def _rolling(values: np.ndarray, window: int) -> pd.core.window.Rolling:
+def _rolling(values: np.ndarray, window: int) -> pd.api.typing.Rolling:
+    """Trailing window over ``values`` that is NaN until the window is full."""
     return pd.Series(values).rolling(window, min_periods=window)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray, fill: float) -> np.ndarray:
+    """num / den, ``fill`` where den is 0 (or not finite), NaN where either side is NaN."""
     out = np.full(np.broadcast(num, den).shape, fill, dtype=np.float64)
     ok = np.isfinite(den) & (den > 0)
     np.divide(num, den, out=out, where=ok)
@@ -225,7 +237,9 @@ def _safe_div(num: np.ndarray, den: np.ndarray, fill: float) -> np.ndarray:
     return out
 
 
-def _symbol_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _symbol_features(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
+) -> np.ndarray:
     """Feature matrix (rows x len(FEATURES)) for one symbol's bars, causal by construction."""
     logc = np.log(c)
     n = len(c)
@@ -253,7 +267,10 @@ def _symbol_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray
     rsi = _safe_div(up, tot, 0.5)
     ma30 = _rolling(c, 30).mean().to_numpy()
     ma_dist = _safe_div(np.log(c / ma30), vol60, 0.0)
-    cols = [r1, lag_ret(5), lag_ret(15), lag_ret(60), vol15, vol60, clv, clv5, clv15, lv_z, hl_range, rsi, ma_dist]
+    cols = [
+        r1, lag_ret(5), lag_ret(15), lag_ret(60), vol15, vol60,
+        clv, clv5, clv15, lv_z, hl_range, rsi, ma_dist,
+    ]  # same order as FEATURES
     return np.column_stack(cols)
 
 
@@ -263,9 +280,10 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
     Each row uses only bars of its symbol at or before it; rows in a window's warm-up are NaN.
     Rows may come in any symbol order but must be strictly increasing in time within a symbol.
     """
+    groups = _symbol_positions(bars)  # validates columns and time order first
     out = np.full((len(bars), len(FEATURES)), np.nan)
-    ohlcv = {c: bars[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS} if len(bars) else {}
-    for pos in _symbol_positions(bars):
+    ohlcv = {c: bars[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS}
+    for pos in groups:
         if (ohlcv["close"][pos] <= 0).any() or (ohlcv["low"][pos] <= 0).any():
             raise DataError("bars contain non-positive prices; log returns need prices > 0")
         out[pos] = _symbol_features(*(ohlcv[c][pos] for c in BAR_COLUMNS))
@@ -291,7 +309,9 @@ def triple_barrier_labels(
     close = np.asarray(close, dtype=np.float64)
     vol = np.asarray(volatility, dtype=np.float64)
     if close.ndim != 1 or vol.shape != close.shape:
-        raise DataError(f"close and volatility must be 1-D arrays of equal length, got {close.shape} and {vol.shape}")
+        raise DataError(
+            f"close and volatility must be 1-D arrays of equal length, got {close.shape} and {vol.shape}"
+        )
     if int(horizon) != horizon or horizon < 1:
         raise DataError(f"horizon must be a positive integer, got {horizon}")
     if not np.isfinite(barrier_k) or barrier_k <= 0:
@@ -342,7 +362,9 @@ def average_uniqueness(start: np.ndarray, end: np.ndarray, n_rows: int) -> np.nd
     start = np.asarray(start, dtype=np.int64)
     end = np.asarray(end, dtype=np.int64)
     if start.shape != end.shape or start.ndim != 1:
-        raise DataError(f"start and end must be 1-D arrays of equal length, got {start.shape} and {end.shape}")
+        raise DataError(
+            f"start and end must be 1-D arrays of equal length, got {start.shape} and {end.shape}"
+        )
     if start.size == 0:
         return np.zeros(0)
     if (start < 0).any() or (end <= start).any() or (end >= n_rows).any():
@@ -436,14 +458,18 @@ def make_sample_splits(
     Splits are chronological with cut timestamps shared by all symbols; train rows whose label window
     (t .. t+max(horizons)) reaches the validation start are purged (likewise val into test), then the
     first ``embargo`` rows of val and test per symbol are dropped. A robust scaler (median/IQR) fitted
-    on train features scales the features of all splits. Written atomically; an existing complete
-    directory is left as it is.
+    on train features scales the features of all splits. Sample weights are the average uniqueness of
+    each label among all labelled rows of its symbol, normalised to mean 1 within each split. Written
+    atomically (temporary sibling directory, then rename); an existing complete directory is left as
+    it is, and a concurrent writer that finished first wins.
     """
     out = Path(output_dir)
     if _is_complete(out):
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} exists but is not a complete split directory; remove it or choose another path")
+        raise DataError(
+            f"{out} exists but is not a complete split directory; remove it or choose another path"
+        )
     horizons = [int(h) for h in horizons]
     if not horizons or min(horizons) < 1 or len(set(horizons)) != len(horizons):
         raise DataError(f"horizons must be distinct positive integers, got {horizons}")
@@ -472,7 +498,9 @@ def make_sample_splits(
         parts[name] = parts[name][_embargo_mask(parts[name], embargo)]
     for name, part in parts.items():
         if part.empty:
-            raise DataError(f"the {name} split is empty with n_bars={n_bars}, embargo={embargo}; use more bars")
+            raise DataError(
+                f"the {name} split is empty with n_bars={n_bars}, embargo={embargo}; use more bars"
+            )
 
     train_x = parts["train"][list(FEATURES)].to_numpy(dtype=np.float64)
     center = np.median(train_x, axis=0)
@@ -508,7 +536,12 @@ def make_sample_splits(
             "split_boundaries": boundaries,
             "purge_bars": max(horizons),
             "embargo_bars": int(embargo),
-            "generator": {"signal": bool(signal), "seed": int(seed), "n_bars": int(n_bars), "symbols": [str(s) for s in symbols]},
+            "generator": {
+                "signal": bool(signal),
+                "seed": int(seed),
+                "n_bars": int(n_bars),
+                "symbols": [str(s) for s in symbols],
+            },
         }
         (tmp / "scaling_metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         try:
@@ -524,7 +557,10 @@ def make_sample_splits(
 
 
 def default_data_dir(*, signal: bool = True) -> Path:
-    """The embedded default split directory, built on first use under ``$MLFACTORY_CACHE`` or ``~/.cache/mlfactory``.
+    """The embedded sample split directory, built on first use and reused afterwards.
+
+    It lives under ``$MLFACTORY_CACHE`` (default ``~/.cache/mlfactory``) as ``sample-v1-signal`` or
+    ``sample-v1-nosignal``.
 
     Safe when several processes race: each builds in its own temporary directory and the first rename wins.
     """

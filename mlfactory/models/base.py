@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 import lightning as L
 import torch
@@ -13,6 +13,22 @@ from mlfactory.errors import ModelError
 from mlfactory.metrics import classification_metrics
 
 Batch = dict[str, torch.Tensor]
+
+
+def predict_batches(module: L.LightningModule, loader: Iterable[Batch]) -> dict[str, torch.Tensor]:
+    """``predict_step`` over a loader outside Lightning's loops: rows, probabilities and labels, on CPU.
+
+    Used after fit (on the best model) and for permutation importance; the module's mode is restored.
+    """
+    was_training = module.training
+    module.eval()
+    outputs: list[dict[str, torch.Tensor]] = []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {k: v.to(module.device) for k, v in batch.items()}
+            outputs.append({k: v.detach().cpu() for k, v in module.predict_step(batch, 0).items()})
+    module.train(was_training)
+    return {k: torch.cat([o[k] for o in outputs]) for k in ("row", "probs", "y")}
 
 
 class FactoryModule(L.LightningModule):

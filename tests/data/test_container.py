@@ -145,3 +145,16 @@ def test_tabular_batch_is_one_gather(container):
     assert batch["x"].shape == (3, container.n_features)
     np.testing.assert_array_equal(batch["x"].numpy(), container.split("val").features[[3, 1, 2]])
     assert batch["y"].dtype == torch.long and batch["w"].dtype == torch.float32
+
+
+def test_balanced_classes_give_each_class_the_same_training_weight(container):
+    balanced = container.with_balanced_classes()
+    train = balanced.split("train")
+    totals = np.bincount(train.labels, weights=train.weights, minlength=3)
+    np.testing.assert_allclose(totals, totals.mean(), rtol=1e-5)
+    # the same factors apply to val and test; features are shared, not copied
+    factors = np.asarray(balanced.class_factors)
+    for name in ("val", "test"):
+        original, scaled = container.split(name), balanced.split(name)
+        np.testing.assert_allclose(scaled.weights, original.weights * factors[original.labels], rtol=1e-6)
+        assert scaled.features is original.features

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlfactory.errors import ModelError
 from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
 from mlfactory.registry import register
@@ -87,6 +89,12 @@ class XGBoostModel(EstimatorModule):
         )
         curves = estimator.evals_result()
         return {"train": curves["validation_0"], "val": curves["validation_1"]}
+
+    def native_importance(self) -> np.ndarray:
+        """Total gain of each feature over the trees."""
+        booster = self.estimator_.get_booster()
+        scores = booster.get_score(importance_type="total_gain")
+        return np.array([scores.get(f"f{j}", 0.0) for j in range(booster.num_features())])
 
     def to_native(self) -> bytes:
         return bytes(self.estimator_.get_booster().save_raw(raw_format="ubj"))
