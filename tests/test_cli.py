@@ -50,6 +50,12 @@ def assert_complete_fit_record(run: Path, sample_dir: Path, name: str, seq_len: 
     for split in ("val", "test"):
         scores = evaluation[split]
         assert {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "n_samples"} <= scores.keys()
+        assert set(scores["per_class"]) == {"down", "neutral", "up"}
+        assert sum(map(sum, scores["confusion_matrix"])) == scores["n_samples"]
+        assert 0 <= scores["calibration"]["expected_calibration_error"] <= 1
+        assert {"hit_rate", "sharpe_annualised", "max_drawdown", "ic_mean", "icir"} <= scores["trading"].keys()
+        for plot in (f"confusion_{split}.png", f"reliability_{split}.png"):
+            assert (run / "plots" / plot).stat().st_size > 1000
         frame = pd.read_parquet(sample_dir / split_file(split))
         expected_rows = len(frame) - (0 if seq_len is None else 3 * (seq_len - 1))
         with np.load(run / "predictions" / f"{split}_predictions.npz") as predictions:
@@ -64,6 +70,8 @@ def assert_complete_fit_record(run: Path, sample_dir: Path, name: str, seq_len: 
             )
             np.testing.assert_array_equal(predictions["symbol"], frame["symbol"].to_numpy()[rows].astype(str))
             assert json.loads(str(predictions["class_mapping"]))["2"] == {"label": 1, "name": "up"}
+    importance = pd.read_csv(run / "importance" / "feature_importance.csv")
+    assert len(importance) == read_json(run / "config" / "training_config.json")["data_fingerprint"]["n_features"]
     model_config = read_json(run / "config" / "model_config.json")
     assert model_config["name"] == name and model_config["init_args"]
     training_config = read_json(run / "config" / "training_config.json")
@@ -80,6 +88,8 @@ def xgboost_run(sample_dir, tmp_path_factory) -> Path:
 def test_fit_xgboost_writes_the_whole_record(xgboost_run, sample_dir):
     assert_complete_fit_record(xgboost_run, sample_dir, "xgboost", seq_len=None)
     assert (xgboost_run / "checkpoints" / "best_model" / "model.ubj").is_file()
+    importance = pd.read_csv(xgboost_run / "importance" / "feature_importance.csv")
+    assert set(importance["method"]) == {"gain"} and importance["importance"].max() > 0
     training = read_json(xgboost_run / "metrics" / "training_metrics.json")
     assert len(training["rounds"]["val"]["mlogloss"]) <= 30
 

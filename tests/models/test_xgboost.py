@@ -84,6 +84,7 @@ def test_rounds_are_logged_as_steps(fitted):
     assert [e.step for e in val_curve] == list(range(len(model.history_["val"]["mlogloss"])))
     assert "rounds/train_mlogloss" in events.Tags()["scalars"]
     assert "val_balanced_accuracy" in events.Tags()["scalars"]
+    assert {"confusion_val", "confusion_test", "reliability_test"} <= set(events.Tags()["images"])
 
 
 def test_beats_chance_on_the_planted_signal(fitted):
