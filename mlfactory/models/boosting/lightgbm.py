@@ -1,0 +1,126 @@
+"""LightGBM gradient-boosted trees."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from mlfactory.errors import ModelError
+from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
+from mlfactory.registry import register
+
+
+def _lightgbm() -> Any:
+    try:
+        import lightgbm
+    except ImportError as err:
+        raise ModelError("lightgbm is not installed: pip install lightgbm") from err
+    return lightgbm
+
+
+@register(name="lightgbm", family="boosting", input_kind="tabular")
+class LightGBMModel(EstimatorModule):
+    """Gradient-boosted trees (LightGBM, leaf-wise growth), early-stopped on the validation split.
+
+    Trains ``LGBMClassifier`` (multiclass) on the whole training split with its sample weights,
+    watching the weighted train and validation log loss each round; rounds go to TensorBoard as steps
+    (``rounds/train_multi_logloss``, ``rounds/val_multi_logloss``). Predictions use the best round.
+    The booster is kept as LightGBM's model text, cut at the best round; a checkpoint reloads it as a
+    ``lightgbm.Booster``.
+
+    Args:
+        n_estimators: maximum boosting rounds.
+        num_leaves: maximum leaves per tree (LightGBM grows trees leaf by leaf).
+        max_depth: maximum tree depth; ``None`` leaves depth unlimited (``num_leaves`` still bounds trees).
+        learning_rate: shrinkage per round, in (0, 1].
+        subsample: fraction of rows sampled (again every round) for each tree, in (0, 1].
+        colsample_bytree: fraction of features sampled per tree, in (0, 1].
+        min_child_samples: minimum rows in a leaf.
+        reg_lambda: L2 penalty on leaf values.
+        early_stopping_rounds: stop after this many rounds without a better validation log loss;
+            ``None`` trains all ``n_estimators`` rounds.
+        n_jobs: threads; ``None`` uses every core.
+        random_state: seed for row and column sampling.
+    """
+
+    library = "lightgbm"
+    native_suffix = "txt"
+    param_ranges = {
+        "n_estimators": (1, None),
+        "num_leaves": (2, 131072),
+        "max_depth": (1, None),
+        "learning_rate": (1e-6, 1.0),
+        "subsample": (1e-6, 1.0),
+        "colsample_bytree": (1e-6, 1.0),
+        "min_child_samples": (1, None),
+        "reg_lambda": (0.0, None),
+        "early_stopping_rounds": (1, None),
+    }
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 500,
+        num_leaves: int = 31,
+        max_depth: int | None = None,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        min_child_samples: int = 20,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int | None = 50,
+        n_jobs: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+    def build_estimator(self) -> Any:
+        params = self.hyperparameters()
+        del params["early_stopping_rounds"]  # a fit callback, not a classifier parameter
+        params["max_depth"] = -1 if params["max_depth"] is None else params["max_depth"]
+        # subsample_freq=1: LightGBM samples rows only when a frequency is set
+        return _lightgbm().LGBMClassifier(**params, objective="multiclass", subsample_freq=1, verbose=-1)
+
+    def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
+        (X, y, w), (X_val, y_val, w_val) = train, val
+        # the model text does not say which labels its columns are, so every class must be there
+        seen = np.unique(y).tolist()
+        self._require(
+            seen == [0, 1, 2],
+            f"needs all three classes 0, 1, 2 in the training split to write its model text, but it has {seen}",
+        )
+        rounds = self.hparams.early_stopping_rounds
+        lightgbm = _lightgbm()
+        with warnings.catch_warnings():
+            # LightGBM 4.7 prefers eval_X/eval_y, which 4.3 to 4.6 lack; eval_set also lets it see that
+            # the first set is the training set itself, so it reuses its bins and early stopping skips it
+            warnings.filterwarnings("ignore", message="The argument 'eval_set' is deprecated")
+            estimator.fit(
+                X,
+                y,
+                sample_weight=w,
+                eval_set=[(X, y), (X_val, y_val)],
+                eval_names=["train", "val"],
+                eval_sample_weight=[w, w_val],
+                callbacks=[] if rounds is None else [lightgbm.early_stopping(rounds, verbose=False)],
+            )
+        return estimator.evals_result_
+
+    def estimator_proba(self, X: np.ndarray) -> np.ndarray:
+        # with no iteration given, a booster predicts with its best iteration, as LGBMClassifier does
+        return _booster(self.estimator_).predict(X)
+
+    def to_native(self) -> bytes:
+        # the best iteration when early stopping found one, else every round
+        return _booster(self.estimator_).model_to_string().encode("utf-8")
+
+    def from_native(self, data: bytes) -> Any:
+        return _lightgbm().Booster(model_str=data.decode("utf-8"))
+
+
+def _booster(estimator: Any) -> Any:
+    """The ``lightgbm.Booster`` of a fitted ``LGBMClassifier``; a booster reloaded from text as it is."""
+    return estimator if isinstance(estimator, _lightgbm().Booster) else estimator.booster_

@@ -1,0 +1,1 @@
+"""Classical scikit-learn models on the estimator wrapper, saved with skops instead of pickle."""
