@@ -51,3 +51,16 @@ def make_trainer(tmp_path: Path):
         )
 
     return build
+
+
+CONTRACT_BARS = 4000
+
+
+@pytest.fixture(scope="session")
+def contract_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    """The planted-signal and the no-signal variant at one size, for the contract suite."""
+    root = tmp_path_factory.mktemp("contract")
+    return {
+        signal: make_sample_splits(root / ("signal" if signal else "nosignal"), signal=signal, n_bars=CONTRACT_BARS)
+        for signal in (True, False)
+    }
