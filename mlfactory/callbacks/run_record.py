@@ -61,6 +61,8 @@ class RunRecord(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # read log_dir on every rank: under DDP it broadcasts, and reading it on rank 0 alone hangs
         self.run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if stage == "fit":
+            self._history = []  # before a resumed checkpoint restores it (load_state_dict)
         self._failed = False
         self._started = time.time()
         self._write_status(trainer, "running", stage=stage)
@@ -88,8 +90,12 @@ class RunRecord(Callback):
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
         self._history.append(row)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._history = []
+    def state_dict(self) -> dict[str, Any]:
+        # the epoch history survives a crash: a resumed fit continues it instead of starting over
+        return {"history": self._history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._history = list(state_dict.get("history", []))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
@@ -97,17 +103,20 @@ class RunRecord(Callback):
         if best_path and not hasattr(pl_module, "estimator_"):
             state = torch.load(best_path, map_location=pl_module.device, weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
+        if not trainer.is_global_zero:
+            return
+        # rank 0 predicts whole splits with the data module's own loaders (no distributed sampler),
+        # so the record holds every sample, not one rank's shard; no collective call is made here
         datamodule = trainer.datamodule
         evaluation = {
             split: self._save_predictions(trainer, split, predict_batches(pl_module, loader))
             for split, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader()))
         }
-        if trainer.is_global_zero:
-            pl_module.export_native(self.run_dir / "checkpoints" / "best_model")
-            self._write_importance(trainer, pl_module)
-            write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
-            write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
-            self._write_config(trainer, pl_module)
+        pl_module.export_native(self.run_dir / "checkpoints" / "best_model")
+        self._write_importance(trainer, pl_module)
+        write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
+        write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
+        self._write_config(trainer, pl_module)
 
     # --- validate / test / predict on their own ------------------------------------------------
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -127,28 +136,33 @@ class RunRecord(Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self._write_evaluation(trainer, pl_module, "val")
+            self._finish_evaluation(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write_evaluation(trainer, pl_module, "test")
+        self._finish_evaluation(trainer, pl_module, "test")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        split = getattr(trainer.datamodule, "predict_split", "predict")
-        self._save_predictions(trainer, f"predict_{split}", _concat(self._outputs), with_metrics=False)
-        if trainer.is_global_zero:
-            self._write_config(trainer, pl_module)
+        self._finish_evaluation(trainer, pl_module, trainer.datamodule.predict_split, predict=True)
 
     # --- writers -------------------------------------------------------------------------------
-    def _write_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
-        metrics = self._save_predictions(trainer, split, _concat(self._outputs))
-        if trainer.is_global_zero:
+    def _finish_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, predict: bool = False) -> None:
+        if not trainer.is_global_zero:
+            return
+        if trainer.world_size == 1:
+            outputs = _concat(self._outputs)
+        else:  # the collected outputs are this rank's shard: predict the whole split on rank 0
+            outputs = predict_batches(pl_module, trainer.datamodule.eval_loader(split))
+        if predict:
+            self._save_predictions(trainer, f"predict_{split}", outputs, with_metrics=False)
+        else:
+            metrics = self._save_predictions(trainer, split, outputs)
             write_json(self.run_dir / "metrics" / "evaluation_metrics.json", {split: metrics})
-            self._write_config(trainer, pl_module)
+        self._write_config(trainer, pl_module)
 
     def _save_predictions(
         self, trainer: L.Trainer, name: str, outputs: dict[str, torch.Tensor], with_metrics: bool = True
     ) -> dict[str, float]:
-        """Write ``predictions/{name}_predictions.npz``; return the split's metrics."""
+        """Write ``predictions/{name}_predictions.npz`` (and the split's plots); return its metrics. Rank 0 only."""
         datamodule = trainer.datamodule
         split_name = name.removeprefix("predict_")
         split = datamodule.container.split(split_name)
@@ -156,25 +170,24 @@ class RunRecord(Callback):
         probs = outputs["probs"].float().numpy()
         labels = split.labels[rows]
         metrics = evaluate_predictions(split, rows, probs, datamodule.horizon) if with_metrics else {}
-        if with_metrics and trainer.is_global_zero:
+        if with_metrics:
             self._write_plots(trainer, split_name, metrics)
-        if trainer.is_global_zero:
-            identity = split.identity(rows)
-            path = self.run_dir / "predictions" / f"{name}_predictions.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp.npz")
-            np.savez(
-                tmp,
-                probabilities=probs,
-                predicted_class=probs.argmax(axis=1),
-                confidence=probs.max(axis=1),
-                label=labels,
-                row=rows,
-                datetime=split.timestamps[rows],
-                symbol=identity["symbol"].to_numpy().astype(str),
-                class_mapping=np.array(json.dumps(class_mapping())),
-            )
-            os.replace(tmp, path)
+        identity = split.identity(rows)
+        path = self.run_dir / "predictions" / f"{name}_predictions.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(
+            tmp,
+            probabilities=probs,
+            predicted_class=probs.argmax(axis=1),
+            confidence=probs.max(axis=1),
+            label=labels,
+            row=rows,
+            datetime=split.timestamps[rows],
+            symbol=identity["symbol"].to_numpy().astype(str),
+            class_mapping=np.array(json.dumps(class_mapping())),
+        )
+        os.replace(tmp, path)
         return metrics
 
     def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict) -> None:
@@ -278,7 +291,6 @@ def _trainer_settings(trainer: L.Trainer) -> dict[str, Any]:
         "accumulate_grad_batches": trainer.accumulate_grad_batches,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "callbacks": [type(c).__name__ for c in trainer.callbacks],
-        "log_dir": trainer.log_dir,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class FactoryCLI(LightningCLI):
     directory ``lightning_logs/<model>/<run_id>``.
     """
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], run_dir: Path | None = None) -> None:
+        self.resume_dir = run_dir
         shared = [str(SHARED_CONFIG)] if SHARED_CONFIG.is_file() else []
         super().__init__(
             model_class=FactoryModule,
@@ -69,7 +71,10 @@ class FactoryCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
-        if config.get("logger") in (None, True):
+        if config.get("logger") in (None, True) and self.resume_dir is not None:
+            run = self.resume_dir
+            kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name)
+        elif config.get("logger") in (None, True):
             root = Path(config.get("default_root_dir") or ".") / LOG_ROOT
             name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
             kwargs["logger"] = TensorBoardLogger(save_dir=str(root), name=name, version=new_run_id())
@@ -91,20 +96,45 @@ class FactoryCLI(LightningCLI):
             )
 
     def _report(self) -> None:
-        print(f"run: {self.trainer.log_dir}", file=sys.stderr)
+        # the run directory RunRecord resolved on every rank (reading trainer.log_dir here would
+        # broadcast after the other ranks may have finished)
+        record = next(c for c in self.trainer.callbacks if isinstance(c, RunRecord))
+        if self.trainer.is_global_zero:
+            print(f"run: {record.run_dir}", file=sys.stderr)
 
     after_fit = after_validate = after_test = after_predict = _report
 
 
 def run(argv: list[str]) -> int:
     """Run one trainer command (``fit``, ``validate``, ``test``, ``predict``)."""
-    args = prepare_args(argv)
-    program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly, not read twice
-    try:
-        FactoryCLI(args)
-    finally:
-        sys.argv = program
+    args, run_dir = resume_args(argv)
+    args = prepare_args(args)
+    with warnings.catch_warnings():
+        # the arguments are passed explicitly (rewritten); sys.argv stays as it is, because DDP's
+        # launcher starts the other ranks by re-running it
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        FactoryCLI(args, run_dir=run_dir)
     return 0
+
+
+def resume_args(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``fit --resume RUN_DIR``: the run's own config and its last checkpoint, into the same directory.
+
+    Options after ``--resume`` still apply (e.g. a larger ``--trainer.max_epochs``).
+    """
+    value = _option(argv, "--resume")
+    if value is None:
+        return argv, None
+    if argv[0] != "fit":
+        raise ConfigError("--resume continues a fit: mlfactory fit --resume lightning_logs/<model>/<run_id>")
+    run = Path(value)
+    config, last = run / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if not config.is_file() or not last.is_file():
+        raise RunError(
+            f"cannot resume {run}: it needs config.yaml and checkpoints/last.ckpt (a run stopped before its "
+            "first epoch ended has no checkpoint; start it again instead)"
+        )
+    return ["fit", "--config", str(config), *_without_option(argv[1:], "--resume"), "--ckpt_path", str(last)], run
 
 
 def prepare_args(argv: list[str]) -> list[str]:
@@ -166,6 +196,20 @@ def _option(args: list[str], name: str) -> str | None:
         if token.startswith(name + "="):
             return token.split("=", 1)[1]
     return None
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """``args`` less ``name VALUE`` and ``name=VALUE``."""
+    kept: list[str] = []
+    skip_next = False
+    for token in args:
+        if skip_next:
+            skip_next = False
+        elif token == name:
+            skip_next = True
+        elif not token.startswith(name + "="):
+            kept.append(token)
+    return kept
 
 
 def _args_from_checkpoint(ckpt_path: str) -> tuple[list[str], list[str]]:

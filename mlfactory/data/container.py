@@ -147,6 +147,13 @@ class TimeSeriesDataContainer:
             for split in SPLITS
         }
         _check_time_order(splits, data_dir)
+        classes = np.unique(splits["train"].labels)
+        if len(classes) < 2:
+            only = [CLASS_NAMES[c] for c in classes]
+            raise DataError(
+                f"{data_dir / split_file('train')}: label_h{horizon} holds only {only} in "
+                f"{len(splits['train'])} row(s); a classifier needs at least two classes to learn from"
+            )
         metadata = None
         if (data_dir / METADATA_FILE).is_file():
             try:
@@ -330,6 +337,13 @@ def _labels(table: "pa.Table", horizon: int, path: Path, order: np.ndarray | Non
         raise DataError(
             f"{path} has no label column {column!r} for horizon {horizon}; horizons present: {present or 'none'}. "
             f"Pass --data.horizon with one of them."
+        )
+    import pyarrow.types as pat
+
+    if not (pat.is_integer(table.schema.field(column).type) or pat.is_floating(table.schema.field(column).type)):
+        raise DataError(
+            f"{path}: column {column!r} has type {table.schema.field(column).type}; it must hold the numbers "
+            "-1, 0, +1 (e.g. int8)"
         )
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     bad = ~np.isin(raw, LABEL_VALUES)

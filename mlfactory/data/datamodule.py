@@ -109,18 +109,19 @@ class FactoryDataModule(L.LightningDataModule):
         return self._require_container().get_sklearn_arrays(split)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, batch_size=self.batch_size)
+        return self.eval_loader("train", shuffle=True, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self.eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self.eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_split)
+        return self.eval_loader(self.predict_split)
 
-    def _loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+    def eval_loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        """A loader over the whole of ``split`` in the model's view, in row order by default."""
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size or self.eval_batch_size,

@@ -100,7 +100,8 @@ class FactoryModule(L.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(probs, target)
         batch_size = len(target)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=stage != "train")  # epoch values agree across DDP ranks; metrics sync themselves
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=batch_size)
 
     def _evaluate(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:

@@ -188,3 +188,17 @@ def test_weights_that_sum_to_zero(frames, tmp_path):
         f["val"]["sample_weight_h5"] = 0.0
 
     assert "not all zero" in load_error(write(frames, tmp_path, edit))
+
+
+def test_single_class_in_train(frames, tmp_path):
+    def edit(f: Frames) -> None:
+        f["train"]["label_h5"] = 0
+
+    assert "holds only ['neutral']" in load_error(write(frames, tmp_path, edit))
+
+
+def test_single_row_in_train(frames, tmp_path):
+    def edit(f: Frames) -> None:
+        f["train"] = f["train"].iloc[:1]
+
+    assert "in 1 row(s)" in load_error(write(frames, tmp_path, edit))
