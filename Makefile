@@ -13,8 +13,8 @@ setup: $(VENV)/.installed
 # Elsewhere, add --index-url https://download.pytorch.org/whl/cpu to get the CPU build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install -qq torch==2.13.0
+	$(BIN)/pip install -qq -e '.[test]'
 	touch $@
 
 quickstart: setup
