@@ -99,8 +99,17 @@ class FactoryCLI(LightningCLI):
         # the run directory RunRecord resolved on every rank (reading trainer.log_dir here would
         # broadcast after the other ranks may have finished)
         record = next(c for c in self.trainer.callbacks if isinstance(c, RunRecord))
-        if self.trainer.is_global_zero:
-            print(f"run: {record.run_dir}", file=sys.stderr)
+        if not self.trainer.is_global_zero:
+            return
+        scores_file = record.run_dir / "metrics" / "evaluation_metrics.json"
+        if scores_file.is_file():
+            scores = json.loads(scores_file.read_text())
+            summary = ", ".join(
+                f"{split} balanced accuracy {report['balanced_accuracy']:.3f} (n={report['n_samples']})"
+                for split, report in scores.items()
+            )
+            print(f"{summary}; chance is 0.333", file=sys.stderr)
+        print(f"run: {record.run_dir}", file=sys.stderr)
 
     after_fit = after_validate = after_test = after_predict = _report
 
