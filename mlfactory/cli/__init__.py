@@ -19,7 +19,9 @@ commands:
   validate   evaluate on val:          mlfactory validate --ckpt_path RUN/checkpoints/best.ckpt
   test       evaluate on test:         mlfactory test --ckpt_path RUN/checkpoints/best.ckpt
   predict    write predictions:        mlfactory predict --ckpt_path RUN/checkpoints/best.ckpt
+             or, on raw features:      mlfactory predict --bundle RUN/bundle --input F --output preds.parquet
   models     list registered models:   mlfactory models
+  prepare    build splits from bars:   mlfactory prepare --input bars.csv --output data/splits/scaled
   compare    leaderboard of runs:      mlfactory compare lightning_logs/ --sort test_sharpe
 
 Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
@@ -47,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             from mlfactory.cli.compare import compare_command
 
             return compare_command(args[1:])
+        if command == "prepare":
+            from mlfactory.cli.prepare import prepare_command
+
+            return prepare_command(args[1:])
+        if command == "predict" and any(a == "--bundle" or a.startswith("--bundle=") for a in args[1:]):
+            from mlfactory.cli.bundle_predict import bundle_predict_command
+
+            return bundle_predict_command(args[1:])
         if command in TRAINER_COMMANDS:
             from mlfactory.cli.lightning_cli import run
 

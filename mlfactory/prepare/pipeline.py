@@ -1,0 +1,445 @@
+"""``prepare_splits``: raw OHLCV bars in, a leakage-safe split directory out.
+
+Stages (docs/data.md, "Preparing splits from raw bars"): read, check and repair the bars; per
+symbol, compute the multi-timeframe features and the triple-barrier labels and weights; cut the
+chronological splits with purge and embargo; fit the scaler on train; write
+``{train,val,test}_scaled.parquet`` and ``scaling_metadata.json`` into a temporary directory and
+rename it into place, so a failed run never leaves a directory that looks valid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlfactory.prepare import PrepareError, scaling
+from mlfactory.prepare import timeframes as tfs
+from mlfactory.prepare.bars import BAR_COLUMNS, Bars, load_bars, whole_number
+from mlfactory.prepare.features import feature_names, symbol_features, timeframe_slices
+from mlfactory.prepare.labels import Labels, label_symbol
+from mlfactory.prepare.splits import SPLITS, Cuts, cut_times, split_rows
+from mlfactory.prepare.weights import normalise, sample_weights
+
+METADATA_FILE = "scaling_metadata.json"
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+_CHUNK_ROWS = 65_536  # rows per parquet row group: bounds the memory of writing
+
+
+@dataclass
+class _Symbol:
+    """One symbol after features and labels: full-length arrays plus the rows that are samples."""
+
+    name: str
+    times: np.ndarray
+    raw: dict[str, np.ndarray]
+    features: np.ndarray  # (n_features, n_bars) float32, NaN in warm-up
+    labels: dict[int, Labels]
+    rows: np.ndarray  # bars with every feature and every label, not filled
+    weights: dict[int, np.ndarray]  # per horizon, aligned with ``rows``, unnormalised
+    stats: dict
+    splits: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Options:
+    horizons: tuple[int, ...]
+    fractions: tuple[float, float, float] | None
+    dates: tuple[object, object] | None
+    embargo: int
+    scaler: str
+    barrier_k: float
+    vol_window: int
+    fill_gaps: int
+    return_attribution: bool
+
+
+def prepare_splits(
+    bars: pd.DataFrame | str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    horizons: Sequence[int] = (5, 20),
+    timeframes: Sequence[str] | None = None,
+    fractions: Sequence[float] | None = None,
+    dates: Sequence[object] | None = None,
+    embargo: int | None = None,
+    scaler: str = "robust",
+    barrier_k: float = 1.0,
+    vol_window: int = 100,
+    fill_gaps: int = 5,
+    return_attribution: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Build a split directory that ``TimeSeriesDataContainer.from_parquet_dir`` reads, from raw bars.
+
+    Args:
+        bars: OHLCV bars: a DataFrame, a CSV/parquet file or a directory of them (``bars.load_bars``).
+        output_dir: the split directory to write. It must not exist (or be empty) unless ``overwrite``.
+        horizons: label horizons in base bars; each gives ``label_h{H}``, ``sample_weight_h{H}``, ``fwd_return_h{H}``.
+        timeframes: timeframes to build features on (``1min`` ... ``4h``); None: the nine defaults at or above
+            the base resolution. The base resolution is always included.
+        fractions: train/val/test fractions of the distinct labelled timestamps (default 0.7/0.15/0.15).
+        dates: instead of fractions, the first timestamp of val and of test (UTC when naive).
+        embargo: bars dropped at the start of val and test, per symbol; None: the longest horizon.
+        scaler: ``robust`` (median/IQR), ``standard``, ``minmax`` or ``none``; fitted on train only.
+        barrier_k: barrier width in units of ``vol * sqrt(H)``.
+        vol_window: bars of 1-bar log returns in the barrier volatility.
+        fill_gaps: gaps of at most this many missing bars are filled with flat bars (0: no filling).
+        return_attribution: multiply the uniqueness weights by the absolute return attribution.
+        overwrite: replace an existing ``output_dir``.
+        progress: show a progress bar (tqdm) over the stages and symbols.
+
+    Returns:
+        ``output_dir``.
+
+    Raises:
+        PrepareError: bad options or bad bars, with what was wrong, where, and what to do.
+    """
+    options = _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_window, fill_gaps,
+                             return_attribution)
+    for name in [timeframes] if isinstance(timeframes, str) else timeframes or ():
+        tfs.parse(name)  # a misspelt timeframe fails before the bars are read
+    out = Path(output_dir)
+    _check_output(out, overwrite, None if isinstance(bars, pd.DataFrame) else Path(bars))
+    with _Progress(progress) as bar:
+        bar.stage("read bars")
+        loaded = load_bars(bars, fill_gaps=options.fill_gaps)
+        frames_ns = tfs.resolve(loaded.resolution_ns, timeframes)
+        names = feature_names(frames_ns)
+        bar.add(2 * len(loaded.symbols) + 3)
+        symbols = [_process_symbol(loaded, i, frames_ns, options, bar) for i in range(len(loaded.symbols))]
+        bar.stage("split")
+        cuts = cut_times(np.concatenate([s.times[s.rows] for s in symbols]), fractions=options.fractions,
+                         dates=options.dates)
+        purge = max(options.horizons)
+        for s in symbols:
+            s.splits = split_rows(s.times, s.rows, cuts=cuts, purge_bars=purge, embargo=options.embargo)
+        _check_splits(symbols, cuts)
+        weights = _split_weights(symbols, options.horizons)
+        bar.stage("fit scaler")
+        center, scale = scaling.fit(options.scaler, _train_columns(symbols, len(names)))
+        meta = _metadata(loaded, symbols, names, frames_ns, options, cuts, center, scale)
+        _write_atomically(out, overwrite, symbols, names, center, scale, weights, options.horizons, meta, bar)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Options and output checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_window, fill_gaps,
+                   return_attribution) -> _Options:
+    if isinstance(horizons, (str, int)):
+        horizons = [horizons]
+    hs = tuple(whole_number(h, "each horizon", 1) for h in horizons)
+    if not hs or len(set(hs)) != len(hs):
+        raise PrepareError(f"horizons must be distinct positive whole numbers of bars, got {list(horizons)}")
+    if dates is not None and fractions is not None:
+        raise PrepareError("give either fractions or dates for the splits, not both")
+    fr = None
+    if dates is None:
+        try:
+            fr = tuple(float(f) for f in (DEFAULT_FRACTIONS if fractions is None else fractions))
+        except (TypeError, ValueError):
+            fr = ()
+        if len(fr) != 3 or min(fr) <= 0 or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
+            raise PrepareError(f"fractions must be three positive numbers that sum to 1, got {fractions!r}")
+    elif isinstance(dates, str) or len(dates) != 2:
+        raise PrepareError(f"dates must be two timestamps (validation start, test start), got {dates!r}")
+    try:
+        k = float(barrier_k)
+    except (TypeError, ValueError):
+        k = math.nan
+    if not (math.isfinite(k) and k > 0):
+        raise PrepareError(f"barrier_k must be a finite number > 0, got {barrier_k!r}")
+    return _Options(
+        horizons=hs,
+        fractions=fr,
+        dates=None if dates is None else tuple(dates),
+        embargo=max(hs) if embargo is None else whole_number(embargo, "embargo", 0),
+        scaler=scaling.check_kind(scaler),
+        barrier_k=k,
+        vol_window=whole_number(vol_window, "vol_window", 2),
+        fill_gaps=whole_number(fill_gaps, "fill_gaps", 0),
+        return_attribution=bool(return_attribution),
+    )
+
+
+def _check_output(out: Path, overwrite: bool, source: Path | None) -> None:
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"output {out} is a file; choose a directory path")
+    if source is not None:
+        target, given = out.resolve(), source.resolve()
+        if target == given or target in given.parents:
+            raise PrepareError(f"output {out} holds the input {source}; write the splits somewhere else")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise PrepareError(f"output directory {out} already exists and is not empty; pass --overwrite "
+                           "(overwrite=True) to replace it, or choose another path")
+    if not (out / METADATA_FILE).is_file():
+        raise PrepareError(f"output directory {out} is not a split directory (it has no {METADATA_FILE}); "
+                           "--overwrite only replaces split directories, so remove it yourself or choose another path")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per symbol
+# --------------------------------------------------------------------------------------------------
+
+
+def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options, bar: "_Progress") -> _Symbol:
+    rows = bars.block(i)
+    name = bars.symbols[i]
+    times = bars.times[rows]
+    raw = {c: getattr(bars, c)[rows] for c in BAR_COLUMNS}
+    bar.stage(f"features {name}")
+    features, incomplete = symbol_features(times, *(raw[c] for c in BAR_COLUMNS), timeframes_ns=frames_ns)
+    bar.stage(f"labels {name}")
+    labels = label_symbol(raw["close"], options.horizons, barrier_k=options.barrier_k, vol_window=options.vol_window)
+    has_features = np.ones(len(times), dtype=bool)
+    for column in features:
+        has_features &= np.isfinite(column)
+    keep = has_features & ~bars.filled[rows]
+    for lab in labels.values():
+        keep &= np.isfinite(lab.label)
+    kept = np.flatnonzero(keep)
+    if kept.size == 0:
+        raise PrepareError(_no_rows_message(name, times, features, frames_ns, options))
+    weights = {
+        h: sample_weights(kept, lab.end[kept], raw["close"], attribution=options.return_attribution)
+        for h, lab in labels.items()
+    }
+    stats = {
+        "bars": int(len(times)),
+        "filled_bars": int(bars.filled[rows].sum()),
+        "first_row_with_all_features": _iso(times[int(np.argmax(has_features))]) if has_features.any() else None,
+        "sample_rows": int(kept.size),
+        "incomplete_bins_dropped": incomplete,
+    }
+    return _Symbol(name, times, raw, features, labels, kept, weights, stats)
+
+
+def _no_rows_message(name: str, times: np.ndarray, features: np.ndarray, frames_ns: list[int],
+                     options: _Options) -> str:
+    starts = []
+    for label, columns in timeframe_slices(frames_ns):
+        ready = np.isfinite(features[columns]).all(axis=0)
+        starts.append(f"{label}: {f'bar {int(np.argmax(ready))}' if ready.any() else 'never'}")
+    return (
+        f"symbol {name!r} has no bar with every feature and every label ({len(times)} bars). Features are "
+        f"first complete at: {', '.join(starts)}; labels also need {options.vol_window} bars of volatility and "
+        f"{max(options.horizons)} bars after the row. Use more bars or fewer/shorter --timeframes."
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Splits, weights, scaler
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_splits(symbols: list[_Symbol], cuts: Cuts) -> None:
+    for split in SPLITS:
+        if sum(len(s.splits[split]) for s in symbols) == 0:
+            raise PrepareError(
+                f"the {split} split is empty (validation starts {cuts.iso()['val_start']}, test starts "
+                f"{cuts.iso()['test_start']}); use more bars, other fractions or dates, or a smaller embargo"
+            )
+
+
+def _positions(s: _Symbol, split: str) -> np.ndarray:
+    return np.searchsorted(s.rows, s.splits[split])
+
+
+def _split_weights(symbols: list[_Symbol], horizons: tuple[int, ...]) -> dict[str, dict[int, list[np.ndarray]]]:
+    """Per split and horizon, each symbol's weights normalised to mean 1 over the whole split."""
+    out: dict[str, dict[int, list[np.ndarray]]] = {}
+    for split in SPLITS:
+        out[split] = {}
+        for h in horizons:
+            parts = [s.weights[h][_positions(s, split)] for s in symbols]
+            whole = normalise(np.concatenate(parts), f"the {split} split (horizon {h})")
+            out[split][h] = np.split(whole, np.cumsum([len(p) for p in parts])[:-1])
+    return out
+
+
+def _train_columns(symbols: list[_Symbol], n_features: int):
+    """Each feature's train values over all symbols, as float64 (one feature at a time)."""
+    for j in range(n_features):
+        yield np.concatenate([s.features[j, s.splits["train"]] for s in symbols]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def _schema(names: list[str], horizons: tuple[int, ...]):
+    import pyarrow as pa
+
+    fields = [pa.field("datetime", pa.timestamp("ns", tz="UTC")), pa.field("symbol", pa.string())]
+    fields += [pa.field(n, pa.float32()) for n in names]
+    for h in horizons:
+        fields += [pa.field(f"label_h{h}", pa.int8()), pa.field(f"sample_weight_h{h}", pa.float32()),
+                   pa.field(f"fwd_return_h{h}", pa.float32())]
+    fields += [pa.field(c, pa.float64()) for c in BAR_COLUMNS]
+    return pa.schema(fields)
+
+
+def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str], center: np.ndarray,
+                 scale: np.ndarray, weights: dict[int, list[np.ndarray]], horizons: tuple[int, ...]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema(names, horizons)
+    # Dictionary encoding only pays for the symbol; on float features it is slow (7x) and no smaller.
+    with pq.ParquetWriter(path, schema, use_dictionary=["symbol"]) as writer:
+        for k, s in enumerate(symbols):
+            rows = s.splits[split]
+            for lo in range(0, len(rows), _CHUNK_ROWS):
+                chunk = rows[lo : lo + _CHUNK_ROWS]
+                sl = slice(lo, lo + len(chunk))
+                columns = [pa.array(s.times[chunk], pa.timestamp("ns", tz="UTC")),
+                           pa.array([s.name], pa.string()).take(np.zeros(len(chunk), dtype=np.int64))]
+                for j in range(len(names)):
+                    scaled = (s.features[j, chunk].astype(np.float64) - center[j]) / scale[j]
+                    columns.append(pa.array(scaled.astype(np.float32)))
+                for h in horizons:
+                    lab = s.labels[h]
+                    columns += [pa.array(lab.label[chunk].astype(np.int8)),
+                                pa.array(weights[h][k][sl].astype(np.float32)),
+                                pa.array(lab.fwd_return[chunk].astype(np.float32))]
+                columns += [pa.array(s.raw[c][chunk]) for c in BAR_COLUMNS]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+
+
+def _write_atomically(out: Path, overwrite: bool, symbols: list[_Symbol], names: list[str], center: np.ndarray,
+                      scale: np.ndarray, weights: dict, horizons: tuple[int, ...], meta: dict,
+                      bar: "_Progress") -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    old = None
+    try:
+        bar.stage("write splits")
+        for split in SPLITS:
+            _write_split(tmp / f"{split}_scaled.parquet", split, symbols, names, center, scale, weights[split],
+                         horizons)
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:  # appeared while we worked
+                raise PrepareError(f"output directory {out} appeared while preparing; pass --overwrite to replace it")
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _metadata(bars: Bars, symbols: list[_Symbol], names: list[str], frames_ns: list[int], options: _Options,
+              cuts: Cuts, center: np.ndarray, scale: np.ndarray) -> dict:
+    import talib
+
+    from mlfactory import __version__
+
+    boundaries, rows = {}, {}
+    for split in SPLITS:
+        stamps = np.concatenate([s.times[s.splits[split]] for s in symbols])
+        boundaries[split] = [_iso(stamps.min()), _iso(stamps.max())]
+        rows[split] = int(len(stamps))
+    incomplete: dict[str, int] = {}
+    for s in symbols:
+        for tf, n in s.stats["incomplete_bins_dropped"].items():
+            incomplete[tf] = incomplete.get(tf, 0) + n
+    return {
+        "scaler": options.scaler,
+        "scaler_statistics": scaling.DESCRIPTIONS[options.scaler],
+        "features": names,
+        "center": {n: float(c) for n, c in zip(names, center)},
+        "scale": {n: float(s) for n, s in zip(names, scale)},
+        "train_range": boundaries["train"],
+        "horizons": list(options.horizons),
+        "base_resolution": tfs.label(bars.resolution_ns),
+        "timeframes": [tfs.label(tf) for tf in frames_ns],
+        "split": {
+            "method": "dates" if options.dates is not None else "fractions",
+            "fractions": None if options.fractions is None else list(options.fractions),
+            **cuts.iso(),
+        },
+        "split_boundaries": boundaries,
+        "rows": rows,
+        "purge_bars": max(options.horizons),
+        "embargo_bars": options.embargo,
+        "labels": {
+            "method": "triple_barrier",
+            "barrier_k": options.barrier_k,
+            "vol_window": options.vol_window,
+            "barriers": "close * exp(+-barrier_k * vol * sqrt(H)); vol = std of the last vol_window 1-bar log returns",
+        },
+        "sample_weights": {
+            "method": "average_uniqueness * return_attribution" if options.return_attribution else "average_uniqueness",
+            "normalised": "mean 1 within each split",
+        },
+        "input": {
+            **bars.report,
+            "fill_gaps": options.fill_gaps,
+            "incomplete_bins_dropped": incomplete,
+            "per_symbol": {s.name: {k: v for k, v in s.stats.items() if k != "incomplete_bins_dropped"}
+                           for s in symbols},
+        },
+        "mlfactory_version": __version__,
+        "talib_version": talib.__version__,
+    }
+
+
+class _Progress:
+    """A tqdm bar over the stages and symbols, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=1, desc="prepare", unit="stage")
+        self._started = False
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            if exc[0] is None:
+                self._bar.set_description("prepare: done")
+                self._bar.update(self._bar.total - self._bar.n)
+            else:
+                self._bar.leave = False  # the error message follows on a clean line
+            self._bar.close()
+
+    def add(self, steps: int) -> None:
+        if self._bar is not None:
+            self._bar.total += steps
+            self._bar.refresh()
+
+    def stage(self, name: str) -> None:
+        if self._bar is None:
+            return
+        if self._started:
+            self._bar.update(1)
+        self._started = True
+        self._bar.set_description(f"prepare: {name}")
