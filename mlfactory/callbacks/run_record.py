@@ -20,6 +20,7 @@ from mlfactory.data.container import class_mapping
 from mlfactory.evaluation import plots
 from mlfactory.evaluation.importance import feature_importance
 from mlfactory.evaluation.report import evaluate_predictions
+from mlfactory.inference.bundle import write_bundle
 from mlfactory.models.base import predict_batches
 
 STATUS_FILE = "status.json"
@@ -117,6 +118,7 @@ class RunRecord(Callback):
         write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
         write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
         self._write_config(trainer, pl_module)
+        write_bundle(pl_module, datamodule, self.run_dir)  # bundle/: self-contained inference (docs/inference.md)
 
     # --- validate / test / predict on their own ------------------------------------------------
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

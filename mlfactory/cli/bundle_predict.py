@@ -1,0 +1,55 @@
+"""``mlfactory predict --bundle``: batch inference of a run's bundle on a file of unscaled features."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXAMPLE = """\
+example:
+  mlfactory predict --bundle lightning_logs/xgboost/<run_id>/bundle --input features.parquet --output preds.parquet
+
+The input holds every feature column named in bundle.json (unscaled; extra columns are ignored), plus
+`datetime` (required for sequence models) and `symbol` (when there are several series). See docs/inference.md.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlfactory predict --bundle",
+        description="Predict class probabilities, class and confidence for every row of a parquet or CSV file, "
+        "streaming it in chunks, with a run's inference bundle.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="a run's bundle/ directory (or the run directory)")
+    parser.add_argument("--input", required=True, metavar="FILE", help="parquet (.parquet, .pq) or CSV (.csv, .csv.gz, .txt)")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the parquet file to write")
+    parser.add_argument("--chunk_rows", type=int, default=65_536, metavar="N",
+                        help="input rows per chunk; memory grows with this, not with the file (default: 65536)")
+    parser.add_argument("--batch_size", type=int, default=2048, metavar="N",
+                        help="rows or windows per model call (default: 2048)")
+    parser.add_argument("--device", default="cpu", help="torch device for neural models (default: cpu)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def bundle_predict_command(argv: list[str]) -> int:
+    """Run ``mlfactory predict --bundle ...`` with ``argv`` (the arguments after ``predict``); returns the exit code."""
+    args = _parser().parse_args(argv)
+    from mlfactory.inference.bundle import ModelBundle
+    from mlfactory.inference.stream import predict_file
+
+    bundle = ModelBundle.load(args.bundle, device=args.device)
+    rows = predict_file(
+        bundle,
+        args.input,
+        args.output,
+        chunk_rows=args.chunk_rows,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {rows:,} predictions of {bundle.model_name} to {args.output}", file=sys.stderr)
+    return 0

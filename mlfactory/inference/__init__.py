@@ -1,0 +1,13 @@
+"""Inference bundles: a trained model, self-contained, that predicts on unscaled features (docs/inference.md).
+
+>>> from mlfactory.inference import ModelBundle                        # doctest: +SKIP
+>>> ModelBundle.load("lightning_logs/xgboost/<run_id>/bundle").predict(frame)  # doctest: +SKIP
+
+Light to import: the model's library, torch and Lightning load only when a bundle is loaded.
+"""
+
+from __future__ import annotations
+
+from mlfactory.inference.bundle import FORMAT_VERSION, BundleError, ModelBundle, write_bundle
+
+__all__ = ["FORMAT_VERSION", "BundleError", "ModelBundle", "write_bundle"]

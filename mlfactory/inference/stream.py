@@ -1,0 +1,147 @@
+"""Batch inference on files of any size: read in chunks, predict, append to a parquet file.
+
+Memory is bounded by the chunk (and, for parquet input, the input's row groups), not by the file:
+the input is read with ``ParquetFile.iter_batches`` or ``pandas.read_csv(chunksize=...)``, and each
+chunk's predictions are written as one row group with ``ParquetWriter``. Only the columns the model
+needs are read. The output is written to a temporary file and renamed when complete, so a failed run
+leaves no output that looks valid.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import pandas as pd
+
+from mlfactory.errors import DataError
+from mlfactory.inference.predictor import DATETIME, SYMBOL, output_frame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlfactory.inference.bundle import ModelBundle
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+DEFAULT_CHUNK_ROWS = 65_536
+
+
+def predict_file(
+    bundle: "ModelBundle",
+    input: str | Path,
+    output: str | Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batch_size: int = 2048,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> int:
+    """Predict every row of ``input`` (parquet or CSV) into the parquet file ``output``; return the row count.
+
+    Output rows follow the input's row order; the columns are those of :meth:`ModelBundle.predict`.
+
+    Raises:
+        DataError: the input is missing, of an unknown type, lacks feature columns (all are named) or
+            holds bad values; the output exists and ``overwrite`` is false.
+    """
+    from tqdm.auto import tqdm
+
+    input, output = Path(input), Path(output)
+    if chunk_rows < 1:
+        raise DataError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if not output.name.endswith(PARQUET_SUFFIXES):
+        raise DataError(f"output {output} must be a parquet file (.parquet or .pq)")
+    if output.exists() and not overwrite:
+        raise DataError(f"output {output} exists; pass --overwrite to replace it, or choose another path")
+    total, chunks = read_chunks(input, bundle.features, chunk_rows)
+
+    import pyarrow.parquet as pq
+
+    schema = output_schema(bundle.class_names, bundle.class_labels)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    predictor = bundle.predictor(batch_size=batch_size)
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer, tqdm(
+            total=total, unit="rows", unit_scale=True, desc=f"predict {input.name}", disable=not progress
+        ) as bar:
+            for frame in chunks:
+                writer.write_table(to_table(predictor(frame), schema))
+                rows += len(frame)
+                bar.update(len(frame))
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def read_chunks(path: Path, features: list[str], chunk_rows: int) -> tuple[int | None, Iterator[pd.DataFrame]]:
+    """(total rows or None, chunks of at most ``chunk_rows`` rows holding the features, datetime and symbol).
+
+    Missing feature columns are reported from the file's header, before any row is read.
+    """
+    if not path.is_file():
+        raise DataError(f"input {path} does not exist; pass a parquet or CSV file of features")
+    name = path.name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        import pyarrow.parquet as pq
+
+        try:
+            # no pre-buffering: it caches the column chunks of every row group read so far (memory grows with
+            # the file); a buffered stream reads a row group's pages as the batches need them
+            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=8 << 20)
+        except Exception as err:  # pyarrow raises several unrelated types for damaged files
+            raise DataError(f"cannot read {path} as parquet ({type(err).__name__}: {err})") from None
+        columns = _columns(path, reader.schema_arrow.names, features)
+        batches = reader.iter_batches(batch_size=chunk_rows, columns=columns)
+        return reader.metadata.num_rows, (batch.to_pandas() for batch in batches)
+    if name.endswith(CSV_SUFFIXES):
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        columns = _columns(path, header, features)
+        # a float's decimal text must read back as exactly that float: pandas 3's parser does; older
+        # ones need round_trip (their default can be one unit off in the last place)
+        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+        reader = pd.read_csv(path, usecols=columns, chunksize=chunk_rows, **exact)
+        return None, iter(reader)
+    raise DataError(f"input {path}: unknown file type; use parquet ({', '.join(PARQUET_SUFFIXES)}) or CSV ({', '.join(CSV_SUFFIXES)})")
+
+
+def _columns(path: Path, present: list[str], features: list[str]) -> list[str]:
+    missing = [f for f in features if f not in present]
+    if missing:
+        raise DataError(
+            f"{path} is missing {len(missing)} of the model's {len(features)} feature columns: {missing}. "
+            "Give every feature the model was trained on, under the same names (bundle.json lists them)."
+        )
+    return [c for c in (DATETIME, SYMBOL) if c in present] + features
+
+
+def output_schema(class_names: list[str], class_labels: list[int]) -> "pa.Schema":
+    """The prediction file's columns and types, with pandas' metadata (so nullable classes read back as Int8)."""
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [pa.field(DATETIME, pa.timestamp("ns", tz="UTC")), pa.field(SYMBOL, pa.string())]
+        + [pa.field(f"p_{name}", pa.float32()) for name in class_names]
+        + [
+            pa.field("predicted_class", pa.int8()),
+            pa.field("predicted_label", pa.int8()),
+            pa.field("confidence", pa.float32()),
+            pa.field("has_history", pa.bool_()),
+        ]
+    )
+    empty = output_frame(np.zeros(0, np.int64), pd.Series([], dtype=str), np.zeros((0, 3), np.float32),
+                         np.zeros(0, bool), class_names, class_labels)
+    return to_table(empty, schema).schema
+
+
+def to_table(frame: pd.DataFrame, schema: "pa.Schema") -> "pa.Table":
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
