@@ -55,7 +55,7 @@ def test_same_seed_same_metrics_and_predictions(family, sample_dir, make_trainer
     outcomes = []
     for attempt in range(2):
         L.seed_everything(7, workers=True)
-        trainer = make_trainer(max_epochs=2, name=f"{name}-{attempt}", deterministic=True)
+        trainer = make_trainer(max_epochs=2, name=f"{name}-{attempt}", deterministic=True, limit_train_batches=10)
         trainer.fit(create_model(name, **params), datamodule=FactoryDataModule(data_dir=str(sample_dir), seq_len=10))
         run = Path(trainer.log_dir)
         with np.load(run / "predictions" / "test_predictions.npz") as predictions:
@@ -68,7 +68,7 @@ def test_same_seed_same_metrics_and_predictions(family, sample_dir, make_trainer
 
 # --- resume --------------------------------------------------------------------------------------
 def test_resume_after_sigkill_finishes_the_same_run(sample_dir, tmp_path):
-    args = ["fit", *SMALL_LSTM, "--data.data_dir", str(sample_dir), "--trainer.max_epochs", "6", *QUIET]
+    args = ["fit", *SMALL_LSTM, "--data.data_dir", str(sample_dir), "--trainer.max_epochs", "4", *QUIET]
     command = [sys.executable, "-m", "mlfactory.cli"]
     killed_root, full_root = tmp_path / "killed", tmp_path / "full"
     process = subprocess.Popen(
@@ -88,7 +88,7 @@ def test_resume_after_sigkill_finishes_the_same_run(sample_dir, tmp_path):
     assert list(killed_root.glob("lightning_logs/lstm/*")) == [run]  # the same directory
     assert status(run) == "complete"
     history = json.loads((run / "metrics" / "training_metrics.json").read_text())["history"]
-    assert [row["epoch"] for row in history] == list(range(6))
+    assert [row["epoch"] for row in history] == list(range(4))
 
     assert main([*args, "--trainer.default_root_dir", str(full_root)]) == 0
     uninterrupted = next(full_root.glob("lightning_logs/lstm/*"))

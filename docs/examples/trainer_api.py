@@ -24,10 +24,11 @@ for name, model in models.items():
     # data_dir=None: the embedded sample data, built once into ~/.cache/mlfactory
     datamodule = FactoryDataModule(horizon=5, seq_len=30)
     trainer = L.Trainer(
-        max_epochs=2 if fast else 20,
+        max_epochs=1 if fast else 20,
         logger=TensorBoardLogger(save_dir=os.path.join(root, "lightning_logs"), name=name),
         callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
         enable_progress_bar=not fast,
+        limit_train_batches=20 if fast else None,
     )
     trainer.fit(model, datamodule=datamodule)
     print(f"{name}: run written to {trainer.log_dir}")

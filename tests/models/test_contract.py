@@ -31,6 +31,12 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "gru": {"hidden_size": 16, "num_layers": 1, **SMALL_NEURAL},
     "tcn": {"channels": 16, "receptive_field": SEQ_LEN, **SMALL_NEURAL},
     "transformer": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32, **SMALL_NEURAL},
+    "inceptiontime": {"n_filters": 8, "bottleneck_size": 8, "kernel_size": 8, "depth": 3, **SMALL_NEURAL},
+    "resnet1d": {"n_filters": 16, **SMALL_NEURAL},
+    "patchtst": {"patch_len": 8, "stride": 4, "d_model": 16, "n_heads": 2, "num_layers": 1, "d_ff": 32, **SMALL_NEURAL},
+    "itransformer": {"d_model": 16, "n_heads": 2, "num_layers": 1, "d_ff": 32, **SMALL_NEURAL},
+    "tft": {"hidden_size": 8, "n_heads": 1, **SMALL_NEURAL},
+    "n_beats": {"num_stacks": 1, "num_blocks": 2, "num_layers": 2, "layer_width": 64, **SMALL_NEURAL},
     "voting": {"members": [{"name": "xgboost", "n_estimators": 40, "max_depth": 3, "n_jobs": 2},
                            {"name": "lstm", "hidden_size": 8, "num_layers": 1}], "neural_max_epochs": 2},
     "stacking": {"members": [{"name": "xgboost", "n_estimators": 40, "max_depth": 3, "n_jobs": 2}, "logistic"],
@@ -77,6 +83,8 @@ def test_contract(name, contract_dirs, make_trainer, tmp_path, threads):
     assert json.loads((run / "status.json").read_text())["status"] == "complete"
 
     # predictions: probabilities over three classes, one per sample the model's view has
+    # (eval mode first: a forward pass in train mode would move BatchNorm's running statistics)
+    model.eval()
     batch = next(iter(datamodule.test_dataloader()))
     probs = model.predict_proba(batch)
     assert probs.shape == (len(batch["y"]), 3)
@@ -85,7 +93,6 @@ def test_contract(name, contract_dirs, make_trainer, tmp_path, threads):
     # checkpoint round trip: identical predictions
     restored = type(model).load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
     restored.eval()
-    model.eval()
     torch.testing.assert_close(restored.predict_proba(batch), model.predict_proba(batch), rtol=0, atol=0)
     assert (run / "checkpoints" / "best_model").is_dir() and any((run / "checkpoints" / "best_model").iterdir())
 
