@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+
 from mlfactory.data.container import CLASS_NAMES, SPLITS, SplitData, TimeSeriesDataContainer
 from mlfactory.data.datamodule import FactoryDataModule, Split
 from mlfactory.data.windows import TabularDataset
@@ -20,7 +21,7 @@ ArraySplit = Sequence[Any]
 """``(X, y)`` or ``(X, y, w)`` of one split (see :class:`ArrayDataModule`)."""
 
 FIRST_TIMESTAMP = np.datetime64("2000-01-01T00:00:00", "ns")
-"""The synthetic timestamp of the first training sample; each later sample is one minute later."""
+"""The synthetic timestamp of the training split's first row; each later row, in any split, is one minute later."""
 
 _STEP = np.timedelta64(1, "m")
 
@@ -167,38 +168,44 @@ class ArrayDataModule(FactoryDataModule):
     def _container(self) -> TimeSeriesDataContainer:
         splits, first = {}, 0
         for name, (X, y, w) in self._splits.items():
-            splits[name] = self._pre_windowed_split(name, X, y, w, first) if self.prewindowed else SplitData(
-                name=name,
-                features=X,
-                labels=y,
-                weights=w,
-                timestamps=FIRST_TIMESTAMP + (first + np.arange(len(X))) * _STEP,
-                symbol_codes=np.zeros(len(X), dtype=np.int32),
-                symbols=("",),
-                fwd_returns=None,
-                segment_start=np.zeros(len(X), dtype=np.int64),
-            )
+            splits[name] = (_windows_split if self.prewindowed else _table_split)(name, X, y, w, first)
             first += len(splits[name])
         metadata = {"source": "arrays", "prewindowed": self.prewindowed}
         return TimeSeriesDataContainer(splits, list(self.feature_names), self.horizon, data_dir=None, metadata=metadata)
 
-    @staticmethod
-    def _pre_windowed_split(name: str, X: np.ndarray, y: np.ndarray, w: np.ndarray, first: int) -> SplitData:
-        """Windows laid end to end (a view, no copy), each its own segment; only last steps weigh."""
-        n, steps, _ = X.shape
-        weights = np.zeros(n * steps, dtype=np.float32)
-        weights[steps - 1 :: steps] = w
-        return SplitData(
-            name=name,
-            features=X.reshape(n * steps, -1),
-            labels=np.repeat(y, steps),
-            weights=weights,
-            timestamps=FIRST_TIMESTAMP + (first + np.arange(n * steps)) * _STEP,
-            symbol_codes=np.zeros(n * steps, dtype=np.int32),
-            symbols=("",),
-            fwd_returns=None,
-            segment_start=np.repeat(np.arange(n, dtype=np.int64) * steps, steps),
-        )
+
+def _table_split(name: str, X: np.ndarray, y: np.ndarray, w: np.ndarray, first: int) -> SplitData:
+    """A table as one series; its rows are timestamped from row ``first`` of all splits on."""
+    n = len(X)
+    return SplitData(
+        name=name,
+        features=X,
+        labels=y,
+        weights=w,
+        timestamps=FIRST_TIMESTAMP + (first + np.arange(n)) * _STEP,
+        symbol_codes=np.zeros(n, dtype=np.int32),
+        symbols=("",),
+        fwd_returns=None,
+        segment_start=np.zeros(n, dtype=np.int64),
+    )
+
+
+def _windows_split(name: str, X: np.ndarray, y: np.ndarray, w: np.ndarray, first: int) -> SplitData:
+    """Windows laid end to end (a view, no copy), each its own segment; only their last steps weigh."""
+    n, steps, _ = X.shape
+    weights = np.zeros(n * steps, dtype=np.float32)
+    weights[steps - 1 :: steps] = w
+    return SplitData(
+        name=name,
+        features=X.reshape(n * steps, -1),
+        labels=np.repeat(y, steps),
+        weights=weights,
+        timestamps=FIRST_TIMESTAMP + (first + np.arange(n * steps)) * _STEP,
+        symbol_codes=np.zeros(n * steps, dtype=np.int32),
+        symbols=("",),
+        fwd_returns=None,
+        segment_start=np.repeat(np.arange(n, dtype=np.int64) * steps, steps),
+    )
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -272,7 +279,9 @@ def _check_same_kind(splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
     for name, (other, _, _) in splits.items():
         if other.ndim != X.ndim:
             kinds = {2: "a table (n, n_features)", 3: "windows (n, seq_len, n_features)"}
-            raise DataError(f"train is {kinds[X.ndim]} but {name} is {kinds[other.ndim]}; give every split the same kind")
+            raise DataError(
+                f"train is {kinds[X.ndim]} but {name} is {kinds[other.ndim]}; give every split the same kind"
+            )
         if other.shape[1:] != X.shape[1:]:
             raise DataError(
                 f"{name} samples have shape {other.shape[1:]} but train samples {X.shape[1:]}; every split needs "

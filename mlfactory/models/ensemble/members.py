@@ -78,6 +78,8 @@ def fit_member(
         member.estimator_ = estimator
         return
     member.hparams["n_features"] = container.n_features
+    if "n_steps" in member.hparams and member.hparams["n_steps"] is None:
+        member.hparams["n_steps"] = seq_len  # networks that read the whole window at once
     member.ensure_network()
     keep_best = _KeepBestWeights()
     trainer = L.Trainer(

@@ -110,3 +110,50 @@ class NeuralModule(FactoryModule):
             json.dumps({"class_path": f"{type(self).__module__}.{type(self).__qualname__}",
                         "init_args": self.hyperparameters()}, indent=2)
         )
+
+
+class WindowedNeuralModule(NeuralModule):
+    """A :class:`NeuralModule` whose layers also depend on the window length ``n_steps``.
+
+    Some layers read the whole window at once (iTransformer's series embedding, PatchTST's flatten
+    head, N-BEATS' fully connected input), so the network is built once both ``n_features`` and
+    ``n_steps`` are known. Like ``n_features``, an unset ``n_steps`` is read from the data module's
+    ``seq_len`` when a fit starts and saved in the hyper-parameters, so a checkpoint rebuilds the
+    same network. (It is not called ``seq_len``: Lightning refuses a model and a data module
+    hyper-parameter of the same name with different values, and ours starts unset.)
+
+    Subclasses add ``n_steps: int | None = None`` to their signature.
+    """
+
+    param_ranges = {**NeuralModule.param_ranges, "n_steps": (1, None)}
+
+    def ensure_network(self) -> None:
+        """Build the layers once ``n_features`` and ``n_steps`` are both known."""
+        if self.hparams.get("n_steps") is not None:
+            super().ensure_network()
+
+    def setup(self, stage: str) -> None:
+        """Take an unset ``n_steps`` from the data module's ``seq_len``; refuse a window of another length."""
+        seq_len = getattr(getattr(self.trainer, "datamodule", None), "seq_len", None)
+        if seq_len is None:
+            self._require(
+                self.hparams.get("n_steps") is not None,
+                "n_steps (the window length) is unset and no data module tells it; pass n_steps, e.g. the "
+                "seq_len of the windows it will read",
+            )
+        elif self.hparams.get("n_steps") is None:
+            self.hparams["n_steps"] = seq_len
+        self._require(
+            seq_len is None or self.hparams["n_steps"] == seq_len,
+            f"was built for windows of n_steps={self.hparams['n_steps']} rows but the data's seq_len is {seq_len}; "
+            f"pass --data.seq_len {self.hparams['n_steps']}",
+        )
+        super().setup(stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_steps = self.hparams.get("n_steps")
+        self._require(
+            n_steps is None or x.shape[1] == n_steps,
+            f"was built for windows of n_steps={n_steps} rows but got {x.shape[1]}",
+        )
+        return super().forward(x)
