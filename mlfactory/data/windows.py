@@ -32,22 +32,28 @@ class _RowDataset(Dataset):
 
     def __init__(self, split: SplitData, rows: np.ndarray) -> None:
         self.split = split
-        self.rows = torch.from_numpy(rows)
-        self._features = torch.from_numpy(split.features)
-        self._labels = torch.from_numpy(split.labels)
-        self._weights = torch.from_numpy(split.weights)
+        self._rows = rows
+        self.rows = torch.from_numpy(rows)  # the same memory, for callers that want a tensor
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows)
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
-        rows = self.rows[torch.as_tensor(indices, dtype=torch.long)]
-        return {"x": self._gather(rows), "y": self._labels[rows], "w": self._weights[rows], "row": rows}
+        # gathered by numpy and wrapped without a copy: numpy's batch buffers go back to the
+        # allocator at once, where torch's cached blocks inflated peak memory (docs/performance.md)
+        rows = self._rows[np.asarray(indices, dtype=np.int64)]
+        split = self.split
+        return {
+            "x": torch.from_numpy(self._gather(rows)),
+            "y": torch.from_numpy(split.labels[rows]),
+            "w": torch.from_numpy(split.weights[rows]),
+            "row": torch.from_numpy(rows),
+        }
 
     def __getitem__(self, index: int) -> Batch:
         return {key: value[0] for key, value in self.__getitems__([index]).items()}
 
-    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -57,8 +63,8 @@ class TabularDataset(_RowDataset):
     def __init__(self, split: SplitData, rows: np.ndarray | None = None) -> None:
         super().__init__(split, np.arange(len(split), dtype=np.int64) if rows is None else np.asarray(rows, np.int64))
 
-    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self._features[rows]
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        return self.split.features[rows]
 
 
 class SequenceDataset(_RowDataset):
@@ -85,12 +91,12 @@ class SequenceDataset(_RowDataset):
             )
         super().__init__(split, end_rows)
         self.seq_len = seq_len
-        self._offsets = torch.arange(1 - seq_len, 1, dtype=torch.long)
+        self._offsets = np.arange(1 - seq_len, 1, dtype=np.int64)
 
-    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
-        return self._features[rows[:, None] + self._offsets]
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        return self.split.features[rows[:, None] + self._offsets]
 
     def window(self, index: int) -> Any:
         """The window of sample ``index`` as a view of the split array (no copy)."""
-        end = int(self.rows[index])
+        end = int(self._rows[index])
         return self.split.features[end - self.seq_len + 1 : end + 1]

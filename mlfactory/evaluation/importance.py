@@ -13,13 +13,17 @@ from mlfactory.evaluation.classification import log_loss
 from mlfactory.models.base import predict_batches
 
 
+PREDICTION_BUDGET = 200_000  # samples predicted for permutation importance, all features together
+
+
 def feature_importance(module: Any, datamodule: Any, max_samples: int = 2000, seed: int = 0) -> dict | None:
     """``{"method", "features", "importance"}`` for ``module``, or None when it has no importance.
 
     A model that defines ``native_importance()`` (boosting: total gain per feature) reports that.
     Others get permutation importance on the validation split: the rise in log loss when one
     feature's column is shuffled across rows (so whole windows see the shuffled values), on at most
-    ``max_samples`` samples, one shuffle per feature.
+    ``max_samples`` samples (fewer when there are many features: 200,000 predictions in all), one
+    shuffle per feature.
     """
     container = datamodule.container
     native = getattr(module, "native_importance", None)
@@ -28,6 +32,8 @@ def feature_importance(module: Any, datamodule: Any, max_samples: int = 2000, se
         return {"method": "gain", "features": container.feature_names, "importance": np.asarray(values, float)}
     if max_samples <= 0:
         return None
+    # one baseline and one shuffled pass per feature: cap the total number of predicted samples
+    max_samples = max(1, min(max_samples, PREDICTION_BUDGET // (container.n_features + 1)))
     return {
         "method": "permutation (val log-loss increase)",
         "features": container.feature_names,

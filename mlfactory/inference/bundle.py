@@ -352,6 +352,9 @@ class ModelBundle:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, 3) float32 probabilities of model inputs ``x``: (n, n_features) rows or (n, seq_len, n_features) windows."""
+        if self.module.family in ("boosting", "classical"):
+            # a single estimator: straight to its library, without a torch round trip or a loss
+            return np.asarray(self.module.estimator_proba(x), dtype=np.float32)
         import torch
 
         with torch.inference_mode():

@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 from mlfactory.errors import ModelError
 from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
@@ -90,6 +92,10 @@ class CatBoostModel(EstimatorModule):
         estimator.fit(catboost.Pool(X, y, weight=w), eval_set=catboost.Pool(X_val, y_val, weight=w_val))
         curves = estimator.evals_result_
         return {"train": curves["learn"], "val": curves["validation"]}
+
+    def native_importance(self) -> np.ndarray:
+        """CatBoost's prediction-values-change importance of each feature (sums to 100)."""
+        return np.asarray(self.estimator_.get_feature_importance(), dtype=float)
 
     def to_native(self) -> bytes:
         # CatBoost writes its binary format only to a file

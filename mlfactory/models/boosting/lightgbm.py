@@ -113,6 +113,11 @@ class LightGBMModel(EstimatorModule):
         # with no iteration given, a booster predicts with its best iteration, as LGBMClassifier does
         return _booster(self.estimator_).predict(X)
 
+    def native_importance(self) -> np.ndarray:
+        """Total gain of each feature over the trees."""
+        booster = getattr(self.estimator_, "booster_", self.estimator_)
+        return np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
+
     def to_native(self) -> bytes:
         # the best iteration when early stopping found one, else every round
         return _booster(self.estimator_).model_to_string().encode("utf-8")
