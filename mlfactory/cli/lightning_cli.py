@@ -71,13 +71,13 @@ class FactoryCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
-        if config.get("logger") in (None, True) and self.resume_dir is not None:
-            run = self.resume_dir
+        if config.get("logger") in (None, True):  # unless the user chose a logger: the run directory
+            if self.resume_dir is not None:
+                run = self.resume_dir
+            else:
+                name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
+                run = Path(config.get("default_root_dir") or ".") / LOG_ROOT / name / new_run_id()
             kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name)
-        elif config.get("logger") in (None, True):
-            root = Path(config.get("default_root_dir") or ".") / LOG_ROOT
-            name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
-            kwargs["logger"] = TensorBoardLogger(save_dir=str(root), name=name, version=new_run_id())
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
