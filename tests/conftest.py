@@ -31,26 +31,53 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_splits(tmp_path_factory.mktemp("data") / "sample", n_bars=2500)
 
 
-@pytest.fixture
-def make_trainer(tmp_path: Path):
-    """A quiet Trainer that writes its run record under ``tmp_path``."""
+def quiet_trainer(root: Path, name: str, max_epochs: int = 2, **kwargs):
+    """A Trainer without progress bar or summary that writes its run record under ``root``."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from mlfactory import RunRecord
 
-    def build(max_epochs: int = 2, name: str = "run", **kwargs) -> L.Trainer:
-        return L.Trainer(
-            max_epochs=max_epochs,
-            logger=TensorBoardLogger(save_dir=str(tmp_path / "lightning_logs"), name=name),
-            callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            **kwargs,
-        )
+    return L.Trainer(
+        max_epochs=max_epochs,
+        logger=TensorBoardLogger(save_dir=str(root / "lightning_logs"), name=name),
+        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path):
+    """``quiet_trainer`` under this test's ``tmp_path``."""
+
+    def build(max_epochs: int = 2, name: str = "run", **kwargs):
+        return quiet_trainer(tmp_path, name, max_epochs, **kwargs)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def fit_recorded(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Fit a registered model on the sample splits with the run record: ``(model, datamodule, trainer)``.
+
+    For module-scoped fixtures that fit once and let several tests inspect the result.
+    """
+    import lightning as L
+
+    from mlfactory import FactoryDataModule, create_model
+
+    def fit(name: str, params: dict, max_epochs: int = 3, **data):
+        L.seed_everything(0)
+        model = create_model(name, **params)
+        datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5, **data)
+        trainer = quiet_trainer(tmp_path_factory.mktemp(name), name, max_epochs)
+        trainer.fit(model, datamodule=datamodule)
+        return model, datamodule, trainer
+
+    return fit
 
 
 CONTRACT_BARS = 4000

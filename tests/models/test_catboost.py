@@ -18,25 +18,8 @@ PARAMS = {"n_estimators": 40, "max_depth": 4, "learning_rate": 0.1, "early_stopp
 
 
 @pytest.fixture(scope="module")
-def fitted(sample_dir, tmp_path_factory):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from mlfactory import RunRecord
-
-    root = tmp_path_factory.mktemp("catboost")
-    model = create_model("catboost", **PARAMS)
-    datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5)
-    trainer = L.Trainer(
-        max_epochs=3,
-        logger=TensorBoardLogger(save_dir=str(root), name="catboost"),
-        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return model, datamodule, trainer
+def fitted(fit_recorded):
+    return fit_recorded("catboost", PARAMS)
 
 
 def _direct(datamodule, train=None):

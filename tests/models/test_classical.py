@@ -20,26 +20,8 @@ PARAMS = {
 
 
 @pytest.fixture(scope="module", params=list(PARAMS))
-def fitted(request, sample_dir, tmp_path_factory):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from mlfactory import RunRecord
-
-    name = request.param
-    root = tmp_path_factory.mktemp(name)
-    model = create_model(name, **PARAMS[name])
-    datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5)
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=TensorBoardLogger(save_dir=str(root), name=name),
-        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return model, datamodule, trainer
+def fitted(request, fit_recorded):
+    return fit_recorded(request.param, PARAMS[request.param], max_epochs=2)
 
 
 def test_probabilities_have_three_columns_that_sum_to_one(fitted):

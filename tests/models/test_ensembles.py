@@ -75,22 +75,8 @@ def test_purged_folds_keep_labels_and_embargo_out_of_the_held_out_block(sample_d
 
 
 @pytest.fixture(scope="module")
-def mixed_voting(sample_dir, tmp_path_factory):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from mlfactory import RunRecord
-
-    L.seed_everything(0)
-    model = create_model("voting", members=[SMALL_XGB, SMALL_LSTM], neural_max_epochs=2)
-    datamodule = FactoryDataModule(data_dir=str(sample_dir), seq_len=10)
-    trainer = L.Trainer(
-        max_epochs=2, logger=L.pytorch.loggers.TensorBoardLogger(str(tmp_path_factory.mktemp("ens")), name="voting"),
-        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best")],
-        enable_progress_bar=False, enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return model, datamodule, trainer
+def mixed_voting(fit_recorded):
+    return fit_recorded("voting", {"members": [SMALL_XGB, SMALL_LSTM], "neural_max_epochs": 2}, max_epochs=2, seq_len=10)
 
 
 def test_mixed_ensemble_lines_members_up_by_row(mixed_voting):

@@ -13,25 +13,9 @@ from mlfactory.models.neural.lstm import LSTMModel
 
 
 @pytest.fixture(scope="module")
-def fitted(sample_dir, tmp_path_factory):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from mlfactory import RunRecord
-
-    L.seed_everything(0)
-    model = create_model("lstm", hidden_size=16, num_layers=1, learning_rate=3e-3)
-    datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5, seq_len=20, batch_size=128)
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=TensorBoardLogger(save_dir=str(tmp_path_factory.mktemp("lstm")), name="lstm"),
-        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return model, datamodule, trainer
+def fitted(fit_recorded):
+    params = {"hidden_size": 16, "num_layers": 1, "learning_rate": 3e-3}
+    return fit_recorded("lstm", params, max_epochs=2, seq_len=20, batch_size=128)
 
 
 def predict_all(model, datamodule) -> torch.Tensor:

@@ -15,25 +15,8 @@ PARAMS = {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1, "early_stopp
 
 
 @pytest.fixture(scope="module")
-def fitted(sample_dir, tmp_path_factory):
-    import lightning as L
-
-    from mlfactory import RunRecord
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    root = tmp_path_factory.mktemp("xgb")
-    model = create_model("xgboost", **PARAMS)
-    datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5)
-    trainer = L.Trainer(
-        max_epochs=3,
-        logger=TensorBoardLogger(save_dir=str(root), name="xgboost"),
-        callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return model, datamodule, trainer
+def fitted(fit_recorded):
+    return fit_recorded("xgboost", PARAMS)
 
 
 def test_predictions_equal_xgboost_used_directly(fitted):
