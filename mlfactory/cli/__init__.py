@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mlfactory import __version__
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except MLFactoryError as err:
         print(f"mlfactory: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader stopped early (`mlfactory models | head`)
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("mlfactory: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ import numpy as np
 
 
 from mlfactory.errors import ModelError
+from mlfactory.models.boosting import BOOSTING_PARAM_RANGES
 from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
 from mlfactory.registry import register
 
@@ -47,13 +48,7 @@ class CatBoostModel(EstimatorModule):
 
     library = "catboost"
     native_suffix = "cbm"
-    param_ranges = {
-        "n_estimators": (1, None),
-        "max_depth": (1, 16),
-        "learning_rate": (1e-6, 1.0),
-        "reg_lambda": (0.0, None),
-        "early_stopping_rounds": (1, None),
-    }
+    param_ranges = {**BOOSTING_PARAM_RANGES, "max_depth": (1, 16)}
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mlfactory.errors import ModelError
+from mlfactory.models.boosting import BOOSTING_PARAM_RANGES, SAMPLING_PARAM_RANGES
 from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
 from mlfactory.registry import register
 
@@ -48,15 +49,11 @@ class LightGBMModel(EstimatorModule):
     library = "lightgbm"
     native_suffix = "txt"
     param_ranges = {
-        "n_estimators": (1, None),
+        **BOOSTING_PARAM_RANGES,
+        **SAMPLING_PARAM_RANGES,
         "num_leaves": (2, 131072),
         "max_depth": (1, None),
-        "learning_rate": (1e-6, 1.0),
-        "subsample": (1e-6, 1.0),
-        "colsample_bytree": (1e-6, 1.0),
         "min_child_samples": (1, None),
-        "reg_lambda": (0.0, None),
-        "early_stopping_rounds": (1, None),
     }
 
     def __init__(

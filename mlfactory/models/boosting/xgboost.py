@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from mlfactory.errors import ModelError
+from mlfactory.models.boosting import BOOSTING_PARAM_RANGES, SAMPLING_PARAM_RANGES
 from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
 from mlfactory.registry import register
 
@@ -45,14 +46,10 @@ class XGBoostModel(EstimatorModule):
     library = "xgboost"
     native_suffix = "ubj"
     param_ranges = {
-        "n_estimators": (1, None),
+        **BOOSTING_PARAM_RANGES,
+        **SAMPLING_PARAM_RANGES,
         "max_depth": (1, None),
-        "learning_rate": (1e-6, 1.0),
-        "subsample": (1e-6, 1.0),
-        "colsample_bytree": (1e-6, 1.0),
         "min_child_weight": (0.0, None),
-        "reg_lambda": (0.0, None),
-        "early_stopping_rounds": (1, None),
     }
 
     def __init__(
