@@ -5,33 +5,38 @@ reads (docs/data.md), built once and cached.
 
 How it is made (deterministic; the same arguments give byte-identical arrays):
 
-1. ``mlfactory.data.synthetic.make_sample_splits`` with 3 symbols of ``rows * 3 / 3 + margin`` bars
-   each and fractions 1/3, 1/3, 1/3, so that every split holds a little more than ``rows`` labelled,
-   purged and embargoed rows with the generator's 13 scaled features and labels for horizons 5 and 20.
+1. ``mlfactory.data.synthetic.make_sample_splits`` (the generator's bars through ``mlfactory prepare``
+   on the base timeframe) with 3 symbols of ``rows * 3 / 3 + margin`` bars each and fractions 1/3,
+   1/3, 1/3, so that every split holds a little more than ``rows`` labelled, purged and embargoed rows
+   with prepare's 30 scaled 1-minute features and labels for horizons 5 and 20.
 2. Each split is cut to exactly ``rows`` rows: the first ``rows / 3`` rows of each symbol's block
    (the split stays grouped by symbol and sorted in time, and the splits stay chronological).
-3. The 13 generator features are widened to ``n_features`` (180) columns:
+3. The 30 features are widened to ``n_features`` (180) columns:
 
-   - the 13 generator features, as they are (``ret_1`` ... ``ma_dist_30``);
-   - lagged copies ``<feature>_lag{k}`` for k = 1..12 (156 columns), shifted within each symbol's
+   - the 30 features, as they are (``ret_1_1min`` ... ``ema_dist_50_1min``);
+   - lagged copies ``<feature>_lag{k}`` for k = 1..5 (150 columns), shifted within each symbol's
      block of the split, with the first k rows of a block set to 0.0 (the train median after scaling);
-   - seeded Gaussian noise columns ``noise_00`` ... (the remaining 11), drawn from
+   - seeded Gaussian noise columns ``noise_00`` ... (any remaining columns), drawn from
      ``numpy.random.default_rng([seed, split_index])``.
 
    All features are float32. Labels, weights, forward returns, raw bars, ``datetime`` and ``symbol``
    are the generator's own.
 
-4. No ``scaling_metadata.json`` (it is optional): the generator's covers only its 13 features. So the
+4. No ``scaling_metadata.json`` (it is optional): prepare's covers only its 30 features. So the
    features are taken as already scaled everywhere, inference bundles included.
 
+Version ``v3`` (this recipe); ``v2`` widened the generator's former 13 hand-made features with 12 lags
+and noise to the same 50,000 x 180 float32 shape, which is what the benchmarks' ratios depend on.
+
 The directory lives under ``$MLFACTORY_BENCH_CACHE`` (default ``~/.cache/mlfactory/``) as
-``bench-<rows>x<n_features>-v2``, written atomically (a temporary sibling, then a rename).
+``bench-<rows>x<n_features>-v3``, written atomically (a temporary sibling, then a rename).
 
     python benchmarks/data.py            # build (or find) the directory and print its path
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -45,12 +50,12 @@ ROWS = 50_000
 N_FEATURES = 180
 SEQ_LEN = 60
 HORIZON = 5
-MAX_LAG = 12
+MAX_LAG = 5
 SYMBOLS = ("SYNA", "SYNB", "SYNC")
 SPLITS = ("train", "val", "test")
-VERSION = "v2"
-# extra bars per symbol on top of rows / 3 per split: covers feature warm-up (about 60 bars), the
-# barrier-volatility warm-up (180), the purge (20) and the embargo (10) of each split
+VERSION = "v3"
+# extra bars per symbol on top of rows / 3 per split: covers the feature and barrier-volatility
+# warm-up (100 bars), the purge (20) and the embargo (10) of each split
 _MARGIN_PER_SYMBOL = 1_200
 
 
@@ -82,21 +87,22 @@ def _build(out: Path, rows: int, n_features: int, seed: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlfactory.data.synthetic import FEATURES, make_sample_splits
+    from mlfactory.data.synthetic import make_sample_splits
 
-    n_lagged = len(FEATURES) * MAX_LAG
-    n_noise = n_features - len(FEATURES) - n_lagged
-    if n_noise < 0:
-        raise ValueError(f"n_features must be at least {len(FEATURES) + n_lagged}, got {n_features}")
     per_symbol = _per_symbol_rows(rows)
     with tempfile.TemporaryDirectory(prefix="mlfactory-bench-src-") as scratch:
         source = make_sample_splits(
             Path(scratch) / "splits",
             n_bars=per_symbol[0] * len(SPLITS) + _MARGIN_PER_SYMBOL,
             symbols=SYMBOLS,
+            timeframes=("1min",),
             fractions=(1 / 3, 1 / 3, 1 - 2 / 3),
             seed=seed,
         )
+        features = json.loads((source / "scaling_metadata.json").read_text())["features"]
+        n_noise = n_features - len(features) * (1 + MAX_LAG)
+        if n_noise < 0:
+            raise ValueError(f"n_features must be at least {len(features) * (1 + MAX_LAG)}, got {n_features}")
         out.mkdir(parents=True)
         for split_index, split in enumerate(SPLITS):
             table = pq.read_table(source / f"{split}_scaled.parquet")
@@ -104,15 +110,15 @@ def _build(out: Path, rows: int, n_features: int, seed: int) -> None:
             table = table.take(pa.array(keep))
             starts = _block_starts(table.column("symbol").to_numpy(zero_copy_only=False))
             columns: dict[str, np.ndarray] = {}
-            base = {f: table.column(f).to_numpy().astype(np.float32) for f in FEATURES}
+            base = {f: table.column(f).to_numpy().astype(np.float32) for f in features}
             columns.update(base)
             for lag in range(1, MAX_LAG + 1):
-                for f in FEATURES:
+                for f in features:
                     columns[f"{f}_lag{lag}"] = _lag_within_blocks(base[f], lag, starts)
             rng = np.random.default_rng([seed, split_index])
             for i in range(n_noise):
                 columns[f"noise_{i:02d}"] = rng.standard_normal(len(keep), dtype=np.float32)
-            reserved = [c for c in table.column_names if c not in FEATURES]
+            reserved = [c for c in table.column_names if c not in features]
             head = [c for c in reserved if c in ("datetime", "symbol")]
             tail = [c for c in reserved if c not in head]
             arrays = [table.column(c) for c in head] + [pa.array(v) for v in columns.values()]

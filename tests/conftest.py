@@ -11,6 +11,10 @@ from mlfactory.data.synthetic import make_sample_splits
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
+TEST_PREPARE = {"timeframes": ("1min",)}
+"""Test data is prepared on the base timeframe only: 30 features and a 100-bar warm-up keep the suite fast.
+The embedded default uses all nine timeframes (190 features); prepare's own tests cover the others."""
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -27,8 +31,8 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three symbols of 2,500 one-minute bars with the planted signal, horizons 5 and 20."""
-    return make_sample_splits(tmp_path_factory.mktemp("data") / "sample", n_bars=2500)
+    """Three symbols of 2,500 one-minute bars with the planted signal through prepare, horizons 5 and 20."""
+    return make_sample_splits(tmp_path_factory.mktemp("data") / "sample", n_bars=2500, **TEST_PREPARE)
 
 
 def quiet_trainer(root: Path, name: str, max_epochs: int = 2, **kwargs):
@@ -88,6 +92,7 @@ def contract_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
     """The planted-signal and the no-signal variant at one size, for the contract suite."""
     root = tmp_path_factory.mktemp("contract")
     return {
-        signal: make_sample_splits(root / ("signal" if signal else "nosignal"), signal=signal, n_bars=CONTRACT_BARS)
+        signal: make_sample_splits(root / ("signal" if signal else "nosignal"), signal=signal, n_bars=CONTRACT_BARS,
+                                   **TEST_PREPARE)
         for signal in (True, False)
     }

@@ -19,9 +19,12 @@ import numpy as np
 from mlfactory.errors import DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import pandas as pd
     import pyarrow as pa
 
+    from mlfactory.data.multires import MultiResolutionBars, MultiResolutionDataset
     from mlfactory.data.windows import SequenceDataset, TabularDataset
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -123,6 +126,7 @@ class TimeSeriesDataContainer:
         self.data_dir = data_dir
         self.metadata = metadata
         self.class_factors: list[float] | None = None  # set by with_balanced_classes
+        self._multires: dict[tuple, "MultiResolutionBars"] = {}  # raw-bar bins, built once per spec
 
     @classmethod
     def from_parquet_dir(cls, path: str | Path, horizon: int) -> "TimeSeriesDataContainer":
@@ -187,6 +191,30 @@ class TimeSeriesDataContainer:
         from mlfactory.data.windows import SequenceDataset
 
         return SequenceDataset(self.split(split), seq_len)
+
+    def get_multi_resolution_bars(
+        self,
+        split: str,
+        timeframes: "Sequence[str]" = ("5min", "15min", "1h"),
+        lookback: "int | Mapping[str, int] | None" = None,
+        span: str = "8h",
+    ) -> "MultiResolutionDataset":
+        """A lazy dataset of raw-bar windows at several timeframes for the rows of ``split`` (multires.py).
+
+        Each sample's ``x`` is ``{timeframe: (lookback, 5)}``: the last closed bins of each timeframe at the
+        sample's time, normalised within the window. ``lookback`` is bins per window (one number, or one
+        per timeframe); unset, every timeframe covers the same wall-clock ``span``. The bins are built
+        from the raw bars once per container and reused by every split.
+        """
+        from mlfactory.data.multires import MultiResolutionBars, MultiResolutionDataset
+
+        if self.data_dir is None:
+            raise DataError("multi-resolution bars are read from a split directory's raw bars; this container has none")
+        names = (timeframes,) if isinstance(timeframes, str) else tuple(timeframes)
+        key = (names, tuple(sorted(lookback.items())) if isinstance(lookback, dict) else lookback, span)
+        if key not in self._multires:
+            self._multires[key] = MultiResolutionBars(self.data_dir, names, lookback, span)
+        return MultiResolutionDataset(self.split(split), self._multires[key])
 
     def with_balanced_classes(self) -> "TimeSeriesDataContainer":
         """The same splits with weights times ``total / (3 * class_total)``, class totals from train.

@@ -19,8 +19,9 @@ class FactoryDataModule(L.LightningDataModule):
     """Train/val/test splits of one split directory, viewed as the attached model needs.
 
     The model's ``input_kind`` picks the view: ``tabular`` models get rows (and estimators read the
-    whole arrays through :meth:`arrays`), ``sequence`` models get lazy windows of ``seq_len`` rows.
-    Each split is read once, on the first ``setup``.
+    whole arrays through :meth:`arrays`), ``sequence`` models get lazy windows of ``seq_len`` rows,
+    ``multires`` models get windows of raw bars at several ``timeframes`` (docs/data.md). Each split
+    is read once, on the first ``setup``.
 
     Args:
         data_dir: split directory with ``{train,val,test}_scaled.parquet`` (docs/data.md). Unset: the
@@ -38,6 +39,12 @@ class FactoryDataModule(L.LightningDataModule):
             in the loss. Without it most models learn to predict the majority (neutral) class.
         input_kind: the view to serve when no model is attached (a data module used on its own);
             with a Trainer, the model's own ``input_kind`` wins.
+        timeframes: the multi-resolution view's timeframes (``1min`` ... ``4h``), each a multiple of
+            the bars' resolution.
+        lookback: bins per timeframe window in the multi-resolution view; unset, every timeframe
+            covers the same wall-clock ``span``.
+        span: wall-clock span of each multi-resolution window when ``lookback`` is unset (``8h``:
+            96 x 5min, 32 x 15min, 8 x 1h).
     """
 
     def __init__(
@@ -51,7 +58,10 @@ class FactoryDataModule(L.LightningDataModule):
         predict_split: Split = "test",
         sample_signal: bool = True,
         balance_classes: bool = True,
-        input_kind: Literal["tabular", "sequence"] = "tabular",
+        input_kind: Literal["tabular", "sequence", "multires"] = "tabular",
+        timeframes: list[str] = ["5min", "15min", "1h"],  # noqa: B006 - LightningCLI shows the default
+        lookback: int | None = None,
+        span: str = "8h",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +75,9 @@ class FactoryDataModule(L.LightningDataModule):
         self.sample_signal = sample_signal
         self.balance_classes = balance_classes
         self.input_kind = input_kind
+        self.timeframes = list(timeframes)
+        self.lookback = lookback
+        self.span = span
         self.container: TimeSeriesDataContainer | None = None
 
     def prepare_data(self) -> None:
@@ -91,7 +104,7 @@ class FactoryDataModule(L.LightningDataModule):
         """The input kind of the attached model, else ``input_kind``."""
         model = self.trainer.lightning_module if self.trainer is not None else None
         kind = getattr(model, "input_kind", None) or self.input_kind
-        if kind not in ("tabular", "sequence"):
+        if kind not in ("tabular", "sequence", "multires"):
             raise ModelError(
                 f"{type(model).__name__} asks for input kind {kind!r}, which FactoryDataModule does not serve yet"
             )
@@ -100,9 +113,17 @@ class FactoryDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` in the current view."""
         container = self._require_container()
-        if self.view() == "sequence":
+        view = self.view()
+        if view == "multires":
+            return container.get_multi_resolution_bars(split, self.timeframes, self.lookback, self.span)
+        if view == "sequence":
             return container.get_pytorch_sequences(split, self.seq_len)
         return container.get_tabular_dataset(split)
+
+    def multires_lookbacks(self) -> dict[str, int]:
+        """Bins per window of each multi-resolution timeframe, in ``timeframes`` order (builds the bins once)."""
+        container = self._require_container()
+        return container.get_multi_resolution_bars("train", self.timeframes, self.lookback, self.span).bars.lookbacks
 
     def arrays(self, split: str):
         """(X, y, w) of a split for estimators: the container's arrays themselves."""

@@ -5,7 +5,8 @@ dictionary of batched tensors, so there is no Python call per sample and no coll
 sequence view never materialises the (n, seq_len, n_features) tensor: a batch is gathered from the
 split's 2-D array by ``end_row + offsets``, and only that batch exists as a copy.
 
-A batch is ``{"x": features, "y": classes, "w": sample weights, "row": split row of the last bar}``.
+A batch is ``{"x": features, "y": classes, "w": sample weights, "row": split row of the last bar}``;
+for the multi-resolution view ``x`` is a dict of tensors, one per timeframe (``multires.py``).
 """
 
 from __future__ import annotations
@@ -38,22 +39,37 @@ class _RowDataset(Dataset):
     def __len__(self) -> int:
         return len(self._rows)
 
+    @staticmethod
+    def samples(split: SplitData, valid: np.ndarray, rows: np.ndarray | None, lacking: str, empty: str) -> np.ndarray:
+        """``rows`` when given (each must be ``valid``), else every ``valid`` row; errors say what is ``lacking``."""
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if not np.isin(rows, valid).all():
+                raise DataError(f"some requested rows of the {split.name} split {lacking}")
+            valid = rows
+        if len(valid) == 0:
+            raise DataError(empty)
+        return valid
+
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         # gathered by numpy and wrapped without a copy: numpy's batch buffers go back to the
         # allocator at once, where torch's cached blocks inflated peak memory (docs/performance.md)
         rows = self._rows[np.asarray(indices, dtype=np.int64)]
         split = self.split
+        x = self._gather(rows)
         return {
-            "x": torch.from_numpy(self._gather(rows)),
+            "x": {k: torch.from_numpy(v) for k, v in x.items()} if isinstance(x, dict) else torch.from_numpy(x),
             "y": torch.from_numpy(split.labels[rows]),
             "w": torch.from_numpy(split.weights[rows]),
             "row": torch.from_numpy(rows),
         }
 
     def __getitem__(self, index: int) -> Batch:
-        return {key: value[0] for key, value in self.__getitems__([index]).items()}
+        batch = self.__getitems__([index])
+        return {key: {k: v[0] for k, v in value.items()} if isinstance(value, dict) else value[0]
+                for key, value in batch.items()}
 
-    def _gather(self, rows: np.ndarray) -> np.ndarray:
+    def _gather(self, rows: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -78,17 +94,11 @@ class SequenceDataset(_RowDataset):
     def __init__(self, split: SplitData, seq_len: int, rows: np.ndarray | None = None) -> None:
         if seq_len < 1:
             raise DataError(f"seq_len must be at least 1, got {seq_len}")
-        end_rows = split.window_end_rows(seq_len)
-        if rows is not None:
-            rows = np.asarray(rows, dtype=np.int64)
-            if not np.isin(rows, end_rows).all():
-                raise DataError(f"some requested rows of the {split.name} split have fewer than {seq_len} rows of history")
-            end_rows = rows
-        if len(end_rows) == 0:
-            raise DataError(
-                f"the {split.name} split has no symbol with {seq_len} rows, so it yields no window of "
-                f"seq_len={seq_len}; lower --data.seq_len or use more data"
-            )
+        end_rows = self.samples(
+            split, split.window_end_rows(seq_len), rows, f"have fewer than {seq_len} rows of history",
+            f"the {split.name} split has no symbol with {seq_len} rows, so it yields no window of "
+            f"seq_len={seq_len}; lower --data.seq_len or use more data",
+        )
         super().__init__(split, end_rows)
         self.seq_len = seq_len
         self._offsets = np.arange(1 - seq_len, 1, dtype=np.int64)

@@ -21,8 +21,25 @@ def log_loss(probs: np.ndarray, y_true: np.ndarray, weights: np.ndarray | None =
     return float(-(weights * np.log(picked)).sum() / weights.sum())
 
 
+def direction_auc(probs: np.ndarray, y_true: np.ndarray) -> float | None:
+    """How well ``P(up) - P(down)`` ranks the up samples above the down ones (ROC AUC; neutral rows left out).
+
+    0.5 is chance. It separates knowing the direction from knowing whether a barrier is hit at all,
+    so it is the score the leak canary watches (docs/metrics.md). None without both up and down rows.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    down, up = CLASS_NAMES.index("down"), CLASS_NAMES.index("up")
+    directional = (y_true == down) | (y_true == up)
+    if not (y_true[directional] == up).any() or not (y_true[directional] == down).any():
+        return None
+    score = probs[directional, up] - probs[directional, down]
+    return float(roc_auc_score(y_true[directional] == up, score))
+
+
 def classification_report(probs: np.ndarray, y_true: np.ndarray, weights: np.ndarray | None = None) -> dict:
-    """Accuracy, balanced accuracy, macro F1, weighted log loss, per-class precision/recall, confusion matrix.
+    """Accuracy, balanced accuracy, macro F1, weighted log loss, direction AUC, per-class precision/recall,
+    confusion matrix.
 
     Balanced accuracy is the mean recall over the classes present in ``y_true``; precision of a class
     that is never predicted is 0, as in scikit-learn's ``zero_division=0``.
@@ -42,6 +59,7 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, weights: np.nda
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
         "log_loss": log_loss(probs, y_true, weights),
+        "direction_auc": direction_auc(probs, y_true),
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]), "support": int(support[i])}
             for i, name in enumerate(CLASS_NAMES)

@@ -17,6 +17,7 @@ SPLIT_METRICS = {
     "balanced_accuracy": ("balanced_accuracy",),
     "f1_macro": ("f1_macro",),
     "log_loss": ("log_loss",),
+    "direction_auc": ("direction_auc",),
     "ece": ("calibration", "expected_calibration_error"),
     "hit_rate": ("trading", "hit_rate"),
     "sharpe": ("trading", "sharpe_annualised"),

@@ -30,7 +30,7 @@ def feature_importance(module: Any, datamodule: Any, max_samples: int = 2000, se
     values = native() if callable(native) else None
     if values is not None:
         return {"method": "gain", "features": container.feature_names, "importance": np.asarray(values, float)}
-    if max_samples <= 0:
+    if max_samples <= 0 or datamodule.view() == "multires":  # raw bars, not feature columns, to permute
         return None
     # one baseline and one shuffled pass per feature: cap the total number of predicted samples
     max_samples = max(1, min(max_samples, PREDICTION_BUDGET // (container.n_features + 1)))

@@ -57,7 +57,8 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
 
     The directory is built beside its final place and renamed into it when complete, so a bundle is
     either whole or absent. A module that is neither an estimator, a neural network nor an ensemble of
-    them cannot be rebuilt from a bundle: it gets none, with a warning.
+    them cannot be rebuilt from a bundle, and a bundle cannot serve a multi-resolution model's raw-bar
+    windows yet: those get none, with a warning.
     """
     kind = _model_kind(module)
     if kind is None:
@@ -66,7 +67,10 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
     container = datamodule.container
     input_kind = getattr(module, "input_kind", "tabular")
     if input_kind not in ("tabular", "sequence"):
-        raise BundleError(f"{type(module).__name__} reads {input_kind!r} input, which bundles cannot serve yet")
+        # a bundle predicts from a table of features; multi-resolution models read raw bars instead
+        warnings.warn(f"{type(module).__name__} reads {input_kind!r} input, which bundles cannot serve yet; no "
+                      "inference bundle written (the checkpoint and best_model/ reload it)")
+        return None
 
     target = Path(run_dir) / BUNDLE_DIR
     tmp = target.with_name(f".{BUNDLE_DIR}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")

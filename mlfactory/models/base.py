@@ -8,11 +8,13 @@ from typing import Any, ClassVar, Iterable
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from mlfactory.errors import ModelError
 from mlfactory.metrics import classification_metrics
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Any]
+"""``{"x": tensor or {timeframe: tensor}, "y": classes, "w": weights, "row": split rows}`` (data/windows.py)."""
 
 
 def predict_batches(module: L.LightningModule, loader: Iterable[Batch]) -> dict[str, torch.Tensor]:
@@ -25,7 +27,7 @@ def predict_batches(module: L.LightningModule, loader: Iterable[Batch]) -> dict[
     outputs: list[dict[str, torch.Tensor]] = []
     with torch.inference_mode():
         for batch in loader:
-            batch = {k: v.to(module.device) for k, v in batch.items()}
+            batch = move_data_to_device(batch, module.device)  # x may be a dict of tensors (multires)
             outputs.append({k: v.detach().cpu() for k, v in module.predict_step(batch, 0).items()})
     module.train(was_training)
     return {k: torch.cat([o[k] for o in outputs]) for k in ("row", "probs", "y")}

@@ -3,8 +3,9 @@
 Stages (docs/data.md, "Preparing splits from raw bars"): read, check and repair the bars; per
 symbol, compute the multi-timeframe features and the triple-barrier labels and weights; cut the
 chronological splits with purge and embargo; fit the scaler on train; write
-``{train,val,test}_scaled.parquet`` and ``scaling_metadata.json`` into a temporary directory and
-rename it into place, so a failed run never leaves a directory that looks valid.
+``{train,val,test}_scaled.parquet``, ``bars.parquet`` (the checked base bars, for the multi-resolution
+view) and ``scaling_metadata.json`` into a temporary directory and rename it into place, so a failed
+run never leaves a directory that looks valid.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from mlfactory.prepare.splits import SPLITS, Cuts, cut_times, split_rows
 from mlfactory.prepare.weights import normalise, sample_weights
 
 METADATA_FILE = "scaling_metadata.json"
+BARS_FILE = "bars.parquet"
+"""Every checked base bar (repairs included, ``filled`` marks them): what multi-resolution windows read."""
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 _CHUNK_ROWS = 65_536  # rows per parquet row group: bounds the memory of writing
 
@@ -128,7 +131,7 @@ def prepare_splits(
         bar.stage("fit scaler")
         center, scale = scaling.fit(options.scaler, _train_columns(symbols, len(names)))
         meta = _metadata(loaded, symbols, names, frames_ns, options, cuts, center, scale)
-        _write_atomically(out, overwrite, symbols, names, center, scale, weights, options.horizons, meta, bar)
+        _write_atomically(out, overwrite, loaded, symbols, names, center, scale, weights, options.horizons, meta, bar)
     return out
 
 
@@ -326,7 +329,7 @@ def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
-def _write_atomically(out: Path, overwrite: bool, symbols: list[_Symbol], names: list[str], center: np.ndarray,
+def _write_atomically(out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str], center: np.ndarray,
                       scale: np.ndarray, weights: dict, horizons: tuple[int, ...], meta: dict,
                       bar: "_Progress") -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +341,7 @@ def _write_atomically(out: Path, overwrite: bool, symbols: list[_Symbol], names:
         for split in SPLITS:
             _write_split(tmp / f"{split}_scaled.parquet", split, symbols, names, center, scale, weights[split],
                          horizons)
+        bars.to_frame().to_parquet(tmp / BARS_FILE, index=False)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if out.is_dir() and any(out.iterdir()):
             if not overwrite:  # appeared while we worked
@@ -403,6 +407,7 @@ def _metadata(bars: Bars, symbols: list[_Symbol], names: list[str], frames_ns: l
             "per_symbol": {s.name: {k: v for k, v in s.stats.items() if k != "incomplete_bins_dropped"}
                            for s in symbols},
         },
+        "bars_file": BARS_FILE,
         "mlfactory_version": __version__,
         "talib_version": talib.__version__,
     }

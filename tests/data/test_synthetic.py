@@ -1,4 +1,4 @@
-"""Tests of the synthetic data generator and the sample split builder (mlfactory.data.synthetic)."""
+"""Tests of the synthetic data generator and the sample data it feeds through prepare (mlfactory.data.synthetic)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,11 @@ import pandas as pd
 import pytest
 
 from mlfactory.data import synthetic as syn
-from mlfactory.data.synthetic import (
-    FEATURES,
-    average_uniqueness,
-    compute_features,
-    default_data_dir,
-    generate_bars,
-    make_sample_splits,
-    triple_barrier_labels,
-)
+from mlfactory.data.synthetic import default_data_dir, generate_bars, make_sample_splits
 from mlfactory.errors import DataError
 
-SMALL = {"n_bars": 1500, "symbols": ("AAA", "BBB"), "horizons": (5, 20), "embargo": 7, "seed": 3}
-SPLIT_FILES = ("train_scaled.parquet", "val_scaled.parquet", "test_scaled.parquet", "scaling_metadata.json")
+SMALL = {"n_bars": 1500, "symbols": ("AAA", "BBB"), "horizons": (5, 20), "embargo": 7, "seed": 3, "timeframes": ("1min",)}
+SPLIT_FILES = ("train_scaled.parquet", "val_scaled.parquet", "test_scaled.parquet", "bars.parquet", "scaling_metadata.json")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -101,129 +93,6 @@ def test_ar1_helper_matches_recursion() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# compute_features
-# ------------------------------------------------------------------------------------------------
-
-
-def test_features_names_and_warmup() -> None:
-    bars = generate_bars(n_bars=200, symbols=("A", "B"))
-    feats = compute_features(bars)
-    assert list(feats.columns) == list(FEATURES)
-    assert 12 <= len(FEATURES) <= 16
-    assert all(name == name.lower() and " " not in name for name in FEATURES)
-    assert feats.index.equals(bars.index)
-    for sym in ("A", "B"):
-        block = feats[bars["symbol"] == sym].reset_index(drop=True)
-        assert block.iloc[:60].isna().any(axis=1).all()  # ret_60 needs 61 closes
-        assert block.iloc[60:].notna().all(axis=None)
-        assert block["ret_60"].iloc[:60].isna().all()
-        assert block["ret_1"].iloc[0:1].isna().all() and block["ret_1"].iloc[1:].notna().all()
-    assert feats["clv"].dropna().between(0, 1).all()
-    assert feats["rsi_14"].dropna().between(0, 1).all()
-
-
-def test_features_match_direct_computation() -> None:
-    bars = generate_bars(n_bars=150, symbols=("A",), seed=4)
-    feats = compute_features(bars)
-    logc = np.log(bars["close"].to_numpy())
-    t = 120
-    np.testing.assert_allclose(feats["ret_5"].iloc[t], logc[t] - logc[t - 5])
-    r1 = np.diff(logc)
-    np.testing.assert_allclose(feats["vol_15"].iloc[t], np.std(r1[t - 15 : t], ddof=1))
-    h, lo, c = (bars[k].iloc[t] for k in ("high", "low", "close"))
-    np.testing.assert_allclose(feats["clv"].iloc[t], (c - lo) / (h - lo))
-    np.testing.assert_allclose(feats["hl_range"].iloc[t], (h - lo) / c)
-
-
-def test_features_are_causal() -> None:
-    bars = generate_bars(n_bars=400, symbols=("A", "B"), seed=5)
-    base = compute_features(bars)
-    t = 250  # row position inside symbol A's block
-    changed = bars.copy()
-    later_a = (changed["symbol"] == "A").to_numpy() & (np.arange(len(changed)) > t)
-    for col in ("open", "high", "low", "close"):
-        changed.loc[later_a, col] = changed.loc[later_a, col] * 1.37
-    changed.loc[later_a, "volume"] = changed.loc[later_a, "volume"] * 9.0
-    after = compute_features(changed)
-    rows_a = np.flatnonzero((bars["symbol"] == "A").to_numpy())
-    upto = rows_a[rows_a <= t]
-    pd.testing.assert_frame_equal(base.iloc[upto], after.iloc[upto])
-    assert not base.iloc[rows_a[rows_a > t]].equals(after.iloc[rows_a[rows_a > t]])
-    # the other symbol is untouched
-    rows_b = np.flatnonzero((bars["symbol"] == "B").to_numpy())
-    pd.testing.assert_frame_equal(base.iloc[rows_b], after.iloc[rows_b])
-
-
-def test_features_handle_flat_bars_and_reject_unsorted() -> None:
-    bars = generate_bars(n_bars=100, symbols=("A",))
-    bars.loc[80, ["open", "high", "low", "close"]] = bars.loc[79, "close"]
-    feats = compute_features(bars)
-    assert feats["clv"].iloc[80] == 0.5
-    with pytest.raises(DataError):
-        compute_features(bars.iloc[::-1])
-    with pytest.raises(DataError):
-        compute_features(bars.drop(columns=["volume"]))
-
-
-# ------------------------------------------------------------------------------------------------
-# triple_barrier_labels and average_uniqueness
-# ------------------------------------------------------------------------------------------------
-
-
-def test_triple_barrier_hand_computed() -> None:
-    logc = np.array([0.0, 0.01, 0.03, 0.0, -0.03, -0.03, -0.025, -0.03, 0.0])
-    close = 100.0 * np.exp(logc)
-    horizon = 2
-    vol = np.full(len(close), 0.015 / np.sqrt(horizon))  # barrier at +-0.015 in log price
-    vol[3] = np.nan
-    label, fwd, end = triple_barrier_labels(close, vol, horizon)
-    nan = np.nan
-    np.testing.assert_array_equal(label, [1, 1, -1, nan, 0, 0, 1, nan, nan])
-    np.testing.assert_array_equal(end, [2, 2, 3, -1, 6, 7, 8, -1, -1])
-    np.testing.assert_allclose(fwd, [0.03, -0.01, -0.06, -0.03, 0.005, 0.0, 0.025, nan, nan], atol=1e-12)
-    assert end.dtype.kind == "i"
-
-
-def test_triple_barrier_uses_only_future_closes() -> None:
-    rng = np.random.default_rng(1)
-    close = 50 * np.exp(np.cumsum(0.01 * rng.standard_normal(300)))
-    vol = np.full(300, 0.01)
-    lab, _, end = triple_barrier_labels(close, vol, 10, barrier_k=1.5)
-    past_changed = close.copy()
-    past_changed[:100] *= 3.0  # scales close_t for t < 100 only, so rows >= 100 must not change
-    lab2, _, end2 = triple_barrier_labels(past_changed, vol, 10, barrier_k=1.5)
-    np.testing.assert_array_equal(lab[100:], lab2[100:])
-    np.testing.assert_array_equal(end[100:], end2[100:])
-    valid = ~np.isnan(lab)
-    assert ((end[valid] > np.flatnonzero(valid)) & (end[valid] <= np.flatnonzero(valid) + 10)).all()
-
-
-def test_triple_barrier_rejects_bad_input() -> None:
-    with pytest.raises(DataError):
-        triple_barrier_labels(np.ones(5), np.ones(4), 2)
-    with pytest.raises(DataError):
-        triple_barrier_labels(np.ones(5), np.ones(5), 0)
-    with pytest.raises(DataError):
-        triple_barrier_labels(np.array([1.0, -1.0, 1.0]), np.ones(3), 1)
-    label, fwd, end = triple_barrier_labels(np.ones(3), np.ones(3), 5)  # horizon longer than the data
-    assert np.isnan(label).all() and np.isnan(fwd).all() and (end == -1).all()
-
-
-def test_average_uniqueness_hand_computed() -> None:
-    # lives: A bars 1..3, B bar 2, C bar 4 -> concurrency 1, 2, 1, 1 on bars 1..4
-    w = average_uniqueness(np.array([0, 1, 3]), np.array([3, 2, 4]), n_rows=6)
-    np.testing.assert_allclose(w, [(1 + 0.5 + 1) / 3, 0.5, 1.0])
-    # two labels overlapping on one bar: lives 1..2 and 2..3
-    w = average_uniqueness(np.array([0, 1]), np.array([2, 3]), n_rows=4)
-    np.testing.assert_allclose(w, [0.75, 0.75])
-    assert average_uniqueness(np.array([], dtype=int), np.array([], dtype=int), 3).shape == (0,)
-    with pytest.raises(DataError):
-        average_uniqueness(np.array([2]), np.array([2]), 5)
-    with pytest.raises(DataError):
-        average_uniqueness(np.array([0]), np.array([5]), 5)
-
-
-# ------------------------------------------------------------------------------------------------
 # make_sample_splits
 # ------------------------------------------------------------------------------------------------
 
@@ -233,97 +102,23 @@ def small_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_splits(tmp_path_factory.mktemp("small") / "split", **SMALL)
 
 
-def _read(split_dir: Path) -> tuple[dict[str, pd.DataFrame], dict]:
-    frames = {s: pd.read_parquet(split_dir / f"{s}_scaled.parquet") for s in ("train", "val", "test")}
-    meta = json.loads((split_dir / "scaling_metadata.json").read_text())
-    return frames, meta
-
-
-def test_split_files_columns_and_dtypes(small_split: Path) -> None:
+def test_sample_splits_are_prepare_output_with_the_generator_recorded(small_split: Path) -> None:
     assert sorted(os.listdir(small_split)) == sorted(SPLIT_FILES)
     assert not [p for p in small_split.parent.iterdir() if p.name.startswith(".")]  # no temp dir left
-    frames, meta = _read(small_split)
-    expected = ["datetime", "symbol", *FEATURES]
-    for h in SMALL["horizons"]:
-        expected += [f"label_h{h}", f"sample_weight_h{h}", f"fwd_return_h{h}"]
-    expected += ["open", "high", "low", "close", "volume"]
-    for name, df in frames.items():
-        assert list(df.columns) == expected, name
-        assert len(df) > 50
-        assert str(df["datetime"].dtype) == "datetime64[ns, UTC]"
-        assert df[list(FEATURES)].notna().all(axis=None)
-        for f in FEATURES:
-            assert df[f].dtype in (np.float32, np.float64)
-        for h in SMALL["horizons"]:
-            assert df[f"label_h{h}"].dtype == np.int8
-            assert set(np.unique(df[f"label_h{h}"])) <= {-1, 0, 1}
-            assert df[f"sample_weight_h{h}"].dtype.kind == "f"
-            assert (df[f"sample_weight_h{h}"] > 0).all()
-            np.testing.assert_allclose(df[f"sample_weight_h{h}"].mean(), 1.0, rtol=1e-9)
-            assert df[f"fwd_return_h{h}"].notna().all()
-        # grouped by symbol, sorted in time within symbol
-        sym = df["symbol"].to_numpy()
-        assert (sym[1:] != sym[:-1]).sum() == len(SMALL["symbols"]) - 1
-        for _, block in df.groupby("symbol"):
-            assert block["datetime"].is_monotonic_increasing and block["datetime"].is_unique
-    assert meta["scaler"] == "robust"
-    assert meta["features"] == list(FEATURES)
-    assert meta["horizons"] == list(SMALL["horizons"])
-    assert meta["purge_bars"] == max(SMALL["horizons"])
-    assert meta["embargo_bars"] == SMALL["embargo"]
-    assert meta["generator"] == {"signal": True, "seed": SMALL["seed"], "n_bars": SMALL["n_bars"],
-                                 "symbols": list(SMALL["symbols"])}
-    for name, df in frames.items():
-        first, last = meta["split_boundaries"][name]
-        assert pd.Timestamp(first) == df["datetime"].min() and pd.Timestamp(last) == df["datetime"].max()
-    assert meta["train_range"] == meta["split_boundaries"]["train"]
+    meta = json.loads((small_split / "scaling_metadata.json").read_text())
+    assert meta["timeframes"] == ["1min"] and meta["base_resolution"] == "1min"
+    assert meta["horizons"] == list(SMALL["horizons"]) and meta["embargo_bars"] == SMALL["embargo"]
+    assert meta["generator"] == {"signal": True, "signal_strength": syn.DEFAULT_SIGNAL_STRENGTH,
+                                 "seed": SMALL["seed"], "n_bars": SMALL["n_bars"], "symbols": list(SMALL["symbols"])}
+    # the same bars through prepare_splits directly give the same files
+    from mlfactory.prepare import prepare_splits
 
-
-def test_split_time_ranges_purge_and_embargo(small_split: Path) -> None:
-    frames, _ = _read(small_split)
-    max_h, embargo = max(SMALL["horizons"]), SMALL["embargo"]
-    minute = pd.Timedelta(minutes=1)
-    for earlier, later in (("train", "val"), ("val", "test")):
-        last = frames[earlier]["datetime"].max()
-        first = frames[later]["datetime"].min()
-        assert last < first
-        # purge: the label window t..t+max_h of every earlier row ends before the later split starts
-        assert (frames[earlier]["datetime"] + max_h * minute < first).all()
-        # purge plus embargo leave a gap of at least max_h + embargo + 1 bars for every symbol
-        for sym in SMALL["symbols"]:
-            a = frames[earlier].loc[frames[earlier]["symbol"] == sym, "datetime"].max()
-            b = frames[later].loc[frames[later]["symbol"] == sym, "datetime"].min()
-            assert b - a >= (max_h + embargo + 1) * minute
-
-
-def test_split_scaler_raw_bars_and_forward_returns(small_split: Path) -> None:
-    frames, meta = _read(small_split)
     bars = generate_bars(n_bars=SMALL["n_bars"], symbols=SMALL["symbols"], seed=SMALL["seed"])
-    raw = pd.concat([bars, compute_features(bars)], axis=1)
-    keys = ["symbol", "datetime"]
-    train = frames["train"].merge(raw, on=keys, suffixes=("", "_raw"), validate="one_to_one")
-    assert len(train) == len(frames["train"])
-    for f in FEATURES:
-        x = train[f"{f}_raw"].to_numpy()
-        q75, q25 = np.percentile(x, [75, 25])
-        np.testing.assert_allclose(meta["center"][f], np.median(x), rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(meta["scale"][f], (q75 - q25) if q75 > q25 else 1.0, rtol=1e-12)
-    for name, df in frames.items():
-        merged = df.merge(raw, on=keys, suffixes=("", "_raw"), validate="one_to_one")
-        for col in ("open", "high", "low", "close", "volume"):
-            np.testing.assert_array_equal(merged[col].to_numpy(), merged[f"{col}_raw"].to_numpy())
-        for f in FEATURES:
-            unscaled = merged[f].to_numpy(np.float64) * meta["scale"][f] + meta["center"][f]
-            np.testing.assert_allclose(unscaled, merged[f"{f}_raw"], rtol=1e-5, atol=1e-6 * meta["scale"][f])
-    # forward returns are log(close[t+H] / close[t]) of the raw bars
-    by_sym = {s: b.set_index("datetime")["close"] for s, b in bars.groupby("symbol")}
-    df = frames["val"]
-    for h in SMALL["horizons"]:
-        for sym, block in df.groupby("symbol"):
-            c = by_sym[sym]
-            expected = np.log(c.reindex(block["datetime"] + pd.Timedelta(minutes=h)).to_numpy()
-                              / c.reindex(block["datetime"]).to_numpy())
-            np.testing.assert_allclose(block[f"fwd_return_h{h}"].to_numpy(), expected, rtol=1e-10)
+    direct = prepare_splits(bars, small_split.parent / "direct", horizons=SMALL["horizons"], timeframes=["1min"],
+                            embargo=SMALL["embargo"])
+    for name in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(pd.read_parquet(direct / f"{name}_scaled.parquet"),
+                                      pd.read_parquet(small_split / f"{name}_scaled.parquet"))
 
 
 def test_make_sample_splits_is_deterministic_and_keeps_existing(tmp_path: Path, small_split: Path) -> None:
@@ -343,9 +138,10 @@ def test_make_sample_splits_refuses_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         make_sample_splits(target, **SMALL)
     with pytest.raises(DataError):
-        make_sample_splits(tmp_path / "x", n_bars=1500, fractions=(0.5, 0.5, 0.5))
+        make_sample_splits(tmp_path / "x", n_bars=1500, timeframes=("hourly",))
     with pytest.raises(DataError):
         make_sample_splits(tmp_path / "y", n_bars=1500, horizons=())
+    assert not [p for p in tmp_path.iterdir() if p.name != "busy"]  # failures leave nothing behind
 
 
 def test_make_sample_splits_concurrent_writers(tmp_path: Path) -> None:
@@ -360,15 +156,16 @@ def test_make_sample_splits_concurrent_writers(tmp_path: Path) -> None:
 def test_default_data_dir_builds_once_in_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFACTORY_CACHE", str(tmp_path / "cache"))
     first = default_data_dir()
-    assert first == tmp_path / "cache" / "sample-v1-signal"
+    assert first == tmp_path / "cache" / "sample-v2-signal"
     assert sorted(os.listdir(first)) == sorted(SPLIT_FILES)
     stamp = (first / "test_scaled.parquet").stat().st_mtime_ns
     assert default_data_dir() == first
     assert (first / "test_scaled.parquet").stat().st_mtime_ns == stamp
     meta = json.loads((first / "scaling_metadata.json").read_text())
-    assert meta["generator"]["signal"] is True and meta["generator"]["n_bars"] == 8000
+    assert meta["generator"]["signal"] is True and meta["generator"]["n_bars"] == syn.SAMPLE_BARS
+    assert len(meta["features"]) == 190 and len(meta["timeframes"]) == 9  # the real path, every timeframe
     off = default_data_dir(signal=False)
-    assert off == tmp_path / "cache" / "sample-v1-nosignal"
+    assert off == tmp_path / "cache" / "sample-v2-nosignal"
     assert json.loads((off / "scaling_metadata.json").read_text())["generator"]["signal"] is False
 
 
@@ -377,33 +174,40 @@ def test_default_data_dir_builds_once_in_cache(tmp_path: Path, monkeypatch: pyte
 # ------------------------------------------------------------------------------------------------
 
 
-def _test_balanced_accuracy(split_dir: Path, horizon: int, model: str) -> float:
-    """Fit ``model`` on train features (balanced class weights) and score test balanced accuracy."""
+def _test_scores(split_dir: Path, horizon: int, model: str) -> tuple[float, float]:
+    """Fit ``model`` on train features (balanced class weights): test balanced accuracy and direction AUC.
+
+    Direction AUC: on the test rows labelled up or down, how well ``p(up) - p(down)`` ranks up above down.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from threadpoolctl import threadpool_limits
 
     train = pd.read_parquet(split_dir / "train_scaled.parquet")
     test = pd.read_parquet(split_dir / "test_scaled.parquet")
+    features = json.loads((split_dir / "scaling_metadata.json").read_text())["features"]
     if model == "hgb":
         estimator = HistGradientBoostingClassifier(
             max_iter=50, learning_rate=0.1, max_depth=3, min_samples_leaf=100,
             class_weight="balanced", random_state=0,
         )
     else:
-        estimator = LogisticRegression(max_iter=500, class_weight="balanced")
+        estimator = LogisticRegression(max_iter=300, C=0.01, class_weight="balanced")
+    label = f"label_h{horizon}"
     with threadpool_limits(1):  # one thread is faster than oversubscribed OpenMP on a busy machine
-        estimator.fit(train[list(FEATURES)].to_numpy(), train[f"label_h{horizon}"].to_numpy())
-        pred = estimator.predict(test[list(FEATURES)].to_numpy())
-    return float(balanced_accuracy_score(test[f"label_h{horizon}"].to_numpy(), pred))
+        estimator.fit(train[features].to_numpy(), train[label].to_numpy())
+        probs = estimator.predict_proba(test[features].to_numpy())
+    y = test[label].to_numpy()
+    directional = y != 0
+    auc = roc_auc_score(y[directional] == 1, (probs[:, 2] - probs[:, 0])[directional])
+    return float(balanced_accuracy_score(y, estimator.classes_[probs.argmax(axis=1)])), float(auc)
 
 
 @pytest.fixture(scope="module")
-def default_size_splits(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
-    pytest.importorskip("sklearn")
-    root = tmp_path_factory.mktemp("default-size")
-    return {signal: make_sample_splits(root / f"signal-{signal}", signal=signal) for signal in (True, False)}
+def default_size_splits() -> dict[bool, Path]:
+    """The embedded sample data itself, both variants (built once per test session)."""
+    return {signal: default_data_dir(signal=signal) for signal in (True, False)}
 
 
 CASES = [("logistic", 5), ("logistic", 20), ("hgb", 5)]
@@ -411,16 +215,18 @@ CASES = [("logistic", 5), ("logistic", 20), ("hgb", 5)]
 
 @pytest.mark.parametrize(("model", "horizon"), CASES)
 def test_planted_signal_is_learnable(default_size_splits: dict[bool, Path], model: str, horizon: int) -> None:
-    bacc = _test_balanced_accuracy(default_size_splits[True], horizon, model)
-    assert bacc > 0.37, bacc
+    bacc, auc = _test_scores(default_size_splits[True], horizon, model)
+    assert bacc > 0.37 and auc > 0.58, (bacc, auc)
 
 
-# Chance tolerance: the h20 labels overlap over 20 bars, so the test split holds fewer independent
-# outcomes than rows and chance-level scores scatter more (0.29-0.37 measured over seeds 0-9).
+# Without the drift the direction of a label is independent of the past: the direction AUC stays at
+# 0.5 (about 2,500 directional test rows; standard error 0.012, times sqrt(H) for overlapping labels).
+# Whether a barrier is hit at all is a little predictable from the volatility features (the barrier's
+# own volatility estimate is noisy), so balanced accuracy may sit slightly above 1/3 (docs/data.md).
 @pytest.mark.parametrize(("model", "horizon"), CASES)
-def test_nothing_is_learnable_without_signal(
+def test_direction_is_not_learnable_without_signal(
     default_size_splits: dict[bool, Path], model: str, horizon: int
 ) -> None:
-    bacc = _test_balanced_accuracy(default_size_splits[False], horizon, model)
-    tolerance = 0.04 if horizon == 5 else 0.06
-    assert abs(bacc - 1 / 3) < tolerance, bacc
+    bacc, auc = _test_scores(default_size_splits[False], horizon, model)
+    assert abs(auc - 0.5) < 0.012 * 4 * np.sqrt(horizon) / 2, (bacc, auc)
+    assert abs(bacc - 1 / 3) < 0.05, (bacc, auc)

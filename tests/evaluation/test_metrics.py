@@ -38,6 +38,9 @@ def test_classification_report_by_hand():
     f1 = [2 * 1 * 0.5 / 1.5, 2 * 0.5 * 1 / 1.5, 0.5]
     assert report["f1_macro"] == pytest.approx(np.mean(f1))
     assert report["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.2, 0.8, 0.6, 0.3])))
+    # direction: P(up) - P(down) is -0.6, 0.3 on the downs and 0.5, 0.1 on the ups; 3 of 4 pairs ordered
+    assert report["direction_auc"] == pytest.approx(0.75)
+    assert classification_report(P[2:], Y[2:])["direction_auc"] is None  # no down sample left
 
 
 def test_classification_report_matches_scikit_learn_and_torchmetrics():

@@ -147,18 +147,18 @@ def test_not_a_bundle(tmp_path, fitted_run):
 
 def test_missing_features_are_named(fitted_run, raw_test):
     bundle = ModelBundle.load(fitted_run("xgboost") / "bundle")
-    with pytest.raises(DataError, match=r"missing 2 of the model's 13 feature columns: \['ret_5', 'rsi_14'\]"):
-        bundle.predict(raw_test.drop(columns=["ret_5", "rsi_14"]))
+    with pytest.raises(DataError, match=r"missing 2 of the model's 30 feature columns: \['ret_5_1min', 'rsi_14_1min'\]"):
+        bundle.predict(raw_test.drop(columns=["ret_5_1min", "rsi_14_1min"]))
 
 
 def test_bad_feature_values_are_refused(fitted_run, raw_test):
     bundle = ModelBundle.load(fitted_run("xgboost") / "bundle")
-    text = raw_test.assign(ret_1=raw_test["ret_1"].astype(str))
-    with pytest.raises(DataError, match=r"must be numbers .*'ret_1'"):
+    text = raw_test.assign(ret_1_1min=raw_test["ret_1_1min"].astype(str))
+    with pytest.raises(DataError, match=r"must be numbers .*'ret_1_1min'"):
         bundle.predict(text)
     holes = raw_test.copy()
-    holes.loc[holes.index[5], "clv"] = np.nan
-    with pytest.raises(DataError, match=r"'clv' has 1 missing, NaN or infinite value\(s\) \(first at input row 5\)"):
+    holes.loc[holes.index[5], "clv_1min"] = np.nan
+    with pytest.raises(DataError, match=r"'clv_1min' has 1 missing, NaN or infinite value\(s\) \(first at input row 5\)"):
         bundle.predict(holes)
 
 

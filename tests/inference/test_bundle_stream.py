@@ -80,10 +80,10 @@ def test_rows_out_of_time_order_across_chunks_are_refused(fitted_run, raw_test, 
 
 def test_cli_errors_are_one_line(fitted_run, raw_test, tmp_path, capsys):
     bundle = str(fitted_run("xgboost") / "bundle")
-    raw_test.drop(columns=["vol_15"]).to_csv(tmp_path / "features.csv", index=False)
+    raw_test.drop(columns=["vol_20_1min"]).to_csv(tmp_path / "features.csv", index=False)
     args = ["predict", "--bundle", bundle, "--input", str(tmp_path / "features.csv"), "--output", str(tmp_path / "p.parquet")]
     assert main(args) == 1
-    assert "features.csv is missing 1 of the model's 13 feature columns: ['vol_15']" in capsys.readouterr().err
+    assert "features.csv is missing 1 of the model's 30 feature columns: ['vol_20_1min']" in capsys.readouterr().err
     assert not (tmp_path / "p.parquet").exists()
 
     raw_test.to_csv(tmp_path / "features.csv", index=False)

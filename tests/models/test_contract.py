@@ -1,7 +1,8 @@
 """One conformance suite over every registered model: fit, predict, reload, learn, and the leak canary.
 
-The leak canary: on the generator's no-signal variant no model may beat chance on the test split;
-on the planted-signal variant every model must. The chance band is derived from the test size.
+The leak canary: on the generator's no-signal variant no model may beat chance on the test split,
+neither in balanced accuracy nor in telling up from down (direction AUC); on the planted-signal
+variant every model must beat chance. The chance bands are derived from the test size.
 Every registered model needs an entry in CONTRACT_PARAMS (small, fast settings), so a new model
 cannot skip the suite.
 """
@@ -36,6 +37,7 @@ CONTRACT_PARAMS: dict[str, dict] = {
     "patchtst": {"patch_len": 8, "stride": 4, "d_model": 16, "n_heads": 2, "num_layers": 1, "d_ff": 32, **SMALL_NEURAL},
     "itransformer": {"d_model": 16, "n_heads": 2, "num_layers": 1, "d_ff": 32, **SMALL_NEURAL},
     "tft": {"hidden_size": 8, "n_heads": 1, **SMALL_NEURAL},
+    "multires": {"encoder": "gru", "hidden_size": 16, **SMALL_NEURAL},
     "n_beats": {"num_stacks": 1, "num_blocks": 2, "num_layers": 2, "layer_width": 64, **SMALL_NEURAL},
     "voting": {"members": [{"name": "xgboost", "n_estimators": 40, "max_depth": 3, "n_jobs": 2},
                            {"name": "lstm", "hidden_size": 8, "num_layers": 1}], "neural_max_epochs": 2},
@@ -53,6 +55,12 @@ def chance_band(n_test: int, horizon: int) -> float:
     sqrt(2 / n) / 3. Labels spanning ``horizon`` bars overlap, which shrinks the effective sample.
     """
     return 4 * math.sqrt(2 / n_test) / 3 * math.sqrt(horizon)
+
+
+def direction_band(test: dict, horizon: int) -> float:
+    """Four standard errors of the direction AUC at chance (Hanley-McNeil under H0), times sqrt(horizon)."""
+    n_up, n_down = test["per_class"]["up"]["support"], test["per_class"]["down"]["support"]
+    return 4 * math.sqrt((n_up + n_down + 1) / (12 * n_up * n_down)) * math.sqrt(horizon)
 
 
 def fit_once(name: str, data_dir: Path, root: Path, make_trainer) -> tuple:
@@ -109,4 +117,9 @@ def test_leak_canary_no_signal_stays_at_chance(name, contract_dirs, make_trainer
     band = chance_band(test["n_samples"], HORIZON)
     assert abs(test["balanced_accuracy"] - 1 / 3) < band, (
         f"{name} scores {test['balanced_accuracy']:.3f} on data with no signal (chance 0.333 ± {band:.3f}): a leak?"
+    )
+    auc_band = direction_band(test, HORIZON)
+    assert abs(test["direction_auc"] - 0.5) < auc_band, (
+        f"{name} tells up from down with AUC {test['direction_auc']:.3f} on data with no signal "
+        f"(chance 0.5 ± {auc_band:.3f}): a leak?"
     )

@@ -72,7 +72,7 @@ class _ResidualBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-class _TCNClassifier(nn.Module):
+class TCNClassifier(nn.Module):
     def __init__(
         self, n_features: int, channels: int, kernel_size: int, num_levels: int, dropout: float, weight_norm: bool
     ):
@@ -165,7 +165,7 @@ class TCNModel(NeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        return _TCNClassifier(n_features, hp.channels, hp.kernel_size, self.levels(), hp.dropout, hp.weight_norm)
+        return TCNClassifier(n_features, hp.channels, hp.kernel_size, self.levels(), hp.dropout, hp.weight_norm)
 
     def setup(self, stage: str) -> None:
         """Also refuse a data window longer than the receptive field."""

@@ -34,7 +34,7 @@ class _SinusoidalPosition(nn.Module):
         return x + sinusoidal_encoding(seq_len, d_model).to(device=x.device, dtype=x.dtype)
 
 
-class _TransformerClassifier(nn.Module):
+class TransformerClassifier(nn.Module):
     def __init__(
         self,
         n_features: int,
@@ -120,6 +120,6 @@ class TransformerModel(NeuralModule):
             f"d_model={hp.d_model} is not divisible by nhead={hp.nhead}; every head gets d_model / nhead "
             "dimensions, so pick --model.d_model as a multiple of --model.nhead",
         )
-        return _TransformerClassifier(
+        return TransformerClassifier(
             n_features, hp.d_model, hp.nhead, hp.num_layers, hp.dim_feedforward, hp.dropout, hp.pooling
         )
