@@ -104,6 +104,24 @@ def test_fit_lstm_from_the_recipe(sample_dir, tmp_path):
     assert read_json(run / "config" / "model_config.json")["init_args"]["hidden_size"] == 8
 
 
+def test_fit_multires_from_the_recipe_and_test_its_checkpoint(sample_dir, tmp_path):
+    run = fit(
+        tmp_path / "fit", "--config", str(REPO / "configs" / "multires.yaml"), "--data.data_dir", str(sample_dir),
+        "--model.encoder", "gru", "--model.hidden_size", "8", "--data.timeframes", "[5min,1h]", "--data.span", "2h",
+        "--trainer.max_epochs", "1",
+    )
+    assert read_json(run / "status.json")["status"] == "complete"
+    assert read_json(run / "config" / "model_config.json")["init_args"]["lookbacks"] == {"5min": 24, "1h": 2}
+    assert not (run / "bundle").exists() and not (run / "importance").exists()  # raw bars: neither applies
+    fitted = read_json(run / "metrics" / "evaluation_metrics.json")["test"]
+    assert fitted["n_samples"] == len(pd.read_parquet(sample_dir / split_file("test")))  # bars.parquet: every row
+    # the checkpoint brings back the model and the data's timeframes: the same test scores
+    ckpt = run / "checkpoints" / "best.ckpt"
+    assert main(["test", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path / "test"), *QUIET]) == 0
+    assert scalars(read_json(latest_run(tmp_path / "test") / "metrics" / "evaluation_metrics.json")["test"]) == (
+        pytest.approx(scalars(fitted)))
+
+
 @pytest.mark.parametrize("command, split", [("validate", "val"), ("test", "test")])
 def test_evaluate_from_a_checkpoint_without_naming_the_model(xgboost_run, tmp_path, command, split):
     ckpt = xgboost_run / "checkpoints" / "best.ckpt"
