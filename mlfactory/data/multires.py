@@ -27,6 +27,7 @@ import numpy as np
 from mlfactory.data.container import RAW_BAR_COLUMNS, SPLITS, SplitData, split_file
 from mlfactory.data.windows import _RowDataset
 from mlfactory.errors import DataError
+from mlfactory.prepare import timeframes as tfs  # numpy only; this module itself loads on first use
 
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("5min", "15min", "1h")
 DEFAULT_SPAN = "8h"
@@ -65,8 +66,6 @@ class MultiResolutionBars:
         lookback: int | Mapping[str, int] | None = None,
         span: str = DEFAULT_SPAN,
     ) -> None:
-        from mlfactory.prepare import timeframes as tfs
-
         bars = _read_bars(Path(data_dir))
         self.base_ns = int(bars.resolution_ns)
         self.symbols = bars.symbols
@@ -78,13 +77,13 @@ class MultiResolutionBars:
             raise DataError(f"timeframes must be distinct timeframe names, got {names!r}")
         self.timeframes: list[_Timeframe] = []
         for name in names:
-            tf_ns = _parse(tfs, name)
+            tf_ns = _parse(name)
             if tf_ns % self.base_ns:
                 raise DataError(
                     f"timeframe {name!r} is not a whole multiple of the bars' {tfs.label(self.base_ns)} resolution; "
                     "drop it from --data.timeframes"
                 )
-            self.timeframes.append(self._build(tfs, name, tf_ns, bars, _lookback(tfs, name, tf_ns, lookback, span)))
+            self.timeframes.append(self._build(name, tf_ns, bars, _lookback(name, tf_ns, lookback, span)))
 
     @property
     def names(self) -> list[str]:
@@ -94,7 +93,7 @@ class MultiResolutionBars:
     def lookbacks(self) -> dict[str, int]:
         return {tf.name: tf.lookback for tf in self.timeframes}
 
-    def _build(self, tfs, name: str, tf_ns: int, bars, lookback: int) -> _Timeframe:
+    def _build(self, name: str, tf_ns: int, bars, lookback: int) -> _Timeframe:
         parts, visible, first_bin, offset = [], np.empty(len(bars), np.int64), np.empty(len(bars), np.int64), 0
         for i in range(len(bars.symbols)):
             block = bars.block(i)
@@ -184,16 +183,16 @@ class MultiResolutionDataset(_RowDataset):
         return self.bars.gather(self._positions[rows])
 
 
-def _parse(tfs, name: str) -> int:
+def _parse(name: str) -> int:
     try:
         return tfs.parse(name)
     except DataError as err:
         raise DataError(f"{err} (in --data.timeframes)") from None
 
 
-def _lookback(tfs, name: str, tf_ns: int, lookback: int | Mapping[str, int] | None, span: str) -> int:
+def _lookback(name: str, tf_ns: int, lookback: int | Mapping[str, int] | None, span: str) -> int:
     if lookback is None:
-        span_ns = _parse(tfs, span)
+        span_ns = _parse(span)
         if span_ns < tf_ns:
             raise DataError(f"span {span!r} is shorter than one {name} bar; pass a longer --data.span or a --data.lookback")
         return int(span_ns // tf_ns)

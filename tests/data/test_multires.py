@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tracemalloc
 
 import numpy as np
@@ -127,8 +128,6 @@ def test_a_batch_is_the_only_per_sample_copy(container):
 
 
 def test_split_directories_without_bars_file_use_the_split_files_raw_columns(split_dir, tmp_path):
-    import shutil
-
     copy = tmp_path / "nobars"
     shutil.copytree(split_dir, copy)
     (copy / "bars.parquet").unlink()
@@ -153,8 +152,6 @@ def test_bad_requests_are_refused_with_the_fix(container, split_dir, tmp_path):
         container.get_multi_resolution_bars("val", ["1h"], span="5min")
     with pytest.raises(DataError, match="closed bars of history"):
         container.get_multi_resolution_bars("val", ["4h"], lookback=500)
-    import shutil
-
     copy = tmp_path / "noraw"
     shutil.copytree(split_dir, copy)
     (copy / "bars.parquet").unlink()
