@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 from pathlib import Path
+from typing import Callable
+
+from mlfactory.errors import ConfigError, RunError
 
 DEFAULT_COLUMNS = [
     "model", "horizon", "data", "val_balanced_accuracy", "test_balanced_accuracy", "test_f1_macro",
@@ -22,9 +27,13 @@ def compare_command(argv: list[str]) -> int:
                         help="column to sort by, best first (losses, ECE and drawdown sort ascending)")
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for leaderboard.csv and leaderboard.png (default: the first path)")
-    parser.add_argument("--all", action="store_true", help="include failed and unfinished runs")
+    parser.add_argument("--all", action="store_true",
+                        help="include failed, running, dead (process gone) and broken (unreadable record) runs")
     parser.add_argument("--top", type=int, default=None, help="print only the best N runs")
     args = parser.parse_args(argv)
+
+    if args.top is not None and args.top < 1:
+        raise ConfigError(f"--top {args.top}: pass a positive number of runs to print, or leave it out for all")
 
     import pandas as pd
 
@@ -33,15 +42,40 @@ def compare_command(argv: list[str]) -> int:
 
     table = leaderboard(args.paths, sort=args.sort, include_incomplete=args.all)
     output = args.output or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
-    output.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output / "leaderboard.csv", index=False)
-    save(leaderboard_figure(table, args.sort), output / "leaderboard.png")
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file; pass a folder for leaderboard.csv and leaderboard.png")
+    csv_path, png_path = output / "leaderboard.csv", output / "leaderboard.png"
+    _write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    _write(png_path, lambda tmp: save(leaderboard_figure(table, args.sort), tmp))
 
     columns = list(dict.fromkeys([c for c in DEFAULT_COLUMNS if c in table] + [args.sort]))
     if args.all:
-        columns.insert(1, "status")
+        columns[1:1] = ["status", "problem"]
     shown = table[columns].head(args.top) if args.top else table[columns]
+    if args.all:
+        shown = shown.assign(problem=shown["problem"].map(_short))
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
         print(shown.to_string(index=False))
-    print(f"\n{len(table)} runs; wrote {output / 'leaderboard.csv'} and {output / 'leaderboard.png'}")
+    print(f"\n{len(table)} runs; wrote {csv_path} and {png_path}")
     return 0
+
+
+def _write(path: Path, writer: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file, so a failed write (a full disk) leaves no half file."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
+        raise RunError(f"cannot write {path}: {reason}; free space or pass --output with another folder") from None
+
+
+def _short(problem: object, width: int = 60) -> str:
+    """A problem on one line, cut to ``width`` characters for the printed table (the CSV keeps it all)."""
+    if not isinstance(problem, str) or not problem:
+        return ""
+    line = problem.splitlines()[0]
+    return line if len(line) <= width else line[: width - 3] + "..."

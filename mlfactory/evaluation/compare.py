@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,36 +41,108 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return runs
 
 
+STATUS = "status.json"
+MODEL_CONFIG = "config/model_config.json"
+TRAINING_CONFIG = "config/training_config.json"
+EVALUATION = "metrics/evaluation_metrics.json"
+TRAINING_METRICS = "metrics/training_metrics.json"
+# what a complete run of each stage must hold, and the splits its evaluation scores
+REQUIRED_FILES = {
+    "fit": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION, TRAINING_METRICS),
+    "validate": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION),
+    "test": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION),
+    "predict": (MODEL_CONFIG, TRAINING_CONFIG),
+}
+SCORED_SPLITS = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",), "predict": ()}
+KNOWN_STATUSES = ("running", "failed", "complete")
+
+
+def run_state(status: dict[str, Any]) -> tuple[str, str | None]:
+    """The state of a run from its ``status.json``: ``(status, why)``.
+
+    A ``running`` record written on this host by a process that no longer exists is ``dead``: the
+    process was killed (SIGKILL, out of memory, power cut) before it could mark the run failed. A
+    run started on another host, or by an mlfactory that did not record its pid, stays ``running``.
+    """
+    state = status.get("status")
+    if state != "running":
+        return str(state), None
+    pid, host = status.get("pid"), status.get("host")
+    if isinstance(pid, int) and host == socket.gethostname() and not process_alive(pid):
+        return "dead", f"process {pid} on {host} is gone without finishing the run"
+    return "running", None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (a reused id reads as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 def run_row(run: Path) -> dict[str, Any]:
-    """One leaderboard row: identity, status, data, every split metric, training time."""
-    status = _read(run / "status.json") or {}
-    model = _read(run / "config" / "model_config.json") or {}
-    training = _read(run / "config" / "training_config.json") or {}
-    evaluation = _read(run / "metrics" / "evaluation_metrics.json") or {}
-    timing = _read(run / "metrics" / "training_metrics.json") or {}
-    data = training.get("data", {})
+    """One leaderboard row: identity, status, data, every split metric, training time.
+
+    A record file that exists but cannot be read, or a ``complete`` run missing a file its stage
+    writes, makes the run ``broken``: its metrics are left empty and ``problem`` names the file.
+    """
+    problems: list[str] = []
+
+    def read(relative: str) -> dict:
+        value, problem = _read_record(run, relative)
+        if problem:
+            problems.append(problem)
+        return value or {}
+
+    status = read(STATUS)
+    model, training = read(MODEL_CONFIG), read(TRAINING_CONFIG)
+    evaluation, timing = read(EVALUATION), read(TRAINING_METRICS)
+    stage = status.get("stage")
+    state, why = run_state(status) if status else ("broken", None)
+    if status and state not in KNOWN_STATUSES + ("dead",):
+        problems.append(f"{STATUS} names no known status ({state!r})")
+    if state == "complete":
+        for relative in REQUIRED_FILES.get(stage, (MODEL_CONFIG, TRAINING_CONFIG)):
+            if not (run / relative).is_file():
+                problems.append(f"{relative} is missing")
+        for split in SCORED_SPLITS.get(stage, ()):
+            if (run / EVALUATION).is_file() and evaluation and not isinstance(evaluation.get(split), dict):
+                problems.append(f"{EVALUATION} holds no {split} scores")
+    if problems:
+        state, why = "broken", "; ".join(problems)
+    elif state == "failed":
+        why = status.get("error")
+    data = training.get("data") if isinstance(training.get("data"), dict) else {}
     row: dict[str, Any] = {
         "model": model.get("name") or run.parent.name,
         "run_id": run.name,
-        "status": status.get("status", "unknown"),
-        "stage": status.get("stage"),
+        "status": state,
+        "stage": stage,
         "horizon": data.get("horizon"),
-        "data": Path(data["data_dir"]).name if data.get("data_dir") else "sample",
+        "data": _data_label(data),
     }
     for split in ("val", "test"):
-        report = evaluation.get(split, {})
+        report = evaluation.get(split) if state != "broken" else None
         for name, keys in SPLIT_METRICS.items():
             value: Any = report
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             row[f"{split}_{name}"] = value
-    row["train_seconds"] = timing.get("train_seconds")
+    row["train_seconds"] = timing.get("train_seconds") if state != "broken" else None
+    row["problem"] = why
     row["run_dir"] = str(run)
     return row
 
 
 def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include_incomplete: bool = False) -> "pd.DataFrame":
-    """All runs under ``paths`` as a table sorted by ``sort`` (best first)."""
+    """All complete runs under ``paths`` as a table sorted by ``sort`` (best first).
+
+    With ``include_incomplete``, failed, running, dead and broken runs follow the complete ones.
+    """
     import pandas as pd
 
     rows = [run_row(run) for run in find_runs(paths)]
@@ -78,20 +152,22 @@ def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include
     if not include_incomplete:
         table = table[table["status"] == "complete"]
         if table.empty:
-            raise RunError("no complete runs to compare; pass --all to list failed and running ones too")
+            raise RunError("no complete runs to compare; pass --all to list failed, running, dead and broken ones too")
     if sort not in table.columns:
         metrics = [c for c in table.columns if c.startswith(("val_", "test_"))] + ["train_seconds"]
         raise RunError(f"cannot sort by {sort!r}; choose one of {', '.join(metrics)}")
     ascending = sort.endswith(LOWER_IS_BETTER)
-    return table.sort_values(sort, ascending=ascending, na_position="last").reset_index(drop=True)
+    table = table.assign(_unfinished=table["status"] != "complete")
+    table = table.sort_values(["_unfinished", sort], ascending=[True, ascending], na_position="last")
+    return table.drop(columns="_unfinished").reset_index(drop=True)
 
 
 def leaderboard_figure(table: "pd.DataFrame", metric: str) -> Any:
-    """A horizontal bar per run for ``metric``, best on top."""
+    """A horizontal bar per complete run for ``metric``, best on top (unfinished runs are no results)."""
     from mlfactory.evaluation.plots import _pyplot
 
     plt = _pyplot()
-    shown = table.dropna(subset=[metric]).head(30).iloc[::-1]
+    shown = table[table["status"] == "complete"].dropna(subset=[metric]).head(30).iloc[::-1]
     labels = shown["model"] + " " + shown["run_id"].str[-6:]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.3))
     ax.barh(labels, shown[metric])
@@ -101,8 +177,22 @@ def leaderboard_figure(table: "pd.DataFrame", metric: str) -> Any:
     return fig
 
 
-def _read(path: Path) -> dict | None:
+def _read_record(run: Path, relative: str) -> tuple[dict | None, str | None]:
+    """A record file's JSON object, or why it cannot be read; a missing file is ``(None, None)``."""
+    path = run / relative
+    if not path.exists():
+        return None, None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return None, f"{relative} is unreadable ({type(err).__name__})"
+    if not isinstance(value, dict):
+        return None, f"{relative} is not a JSON object"
+    return value, None
+
+
+def _data_label(data: dict[str, Any]) -> str:
+    """The split directory's name; ``sample`` only when the config says the embedded sample was used."""
+    if "data_dir" not in data:
+        return "unknown"  # no readable training config: the run may have used any data
+    return Path(str(data["data_dir"])).name if data["data_dir"] else "sample"
