@@ -3,20 +3,86 @@
 The signal is ``+1`` when the predicted class is up, ``-1`` when down, ``0`` when neutral; its
 return on a sample is ``signal * fwd_return`` (a log return over the next H bars).
 
-Annualisation: a period is one timestamp (the signal returns of all symbols at that time are
-averaged). Consecutive periods overlap by H - 1 bars, so Sharpe and drawdown use every H-th period
-(non-overlapping H-bar returns), and the Sharpe ratio is scaled by ``sqrt(periods_per_year / H)``,
-with ``periods_per_year`` = one calendar year (365.25 days) divided by the median bar spacing: the
-markets here trade around the clock. For a market open 252 days x 6.5 hours, rescale by
-``sqrt((252 * 6.5) / (365.25 * 24))``.
+Sharpe ratio: a period is one timestamp (the signal returns of all symbols at that time are
+averaged: an equal-weight book). Consecutive periods overlap by H - 1 bars, so Sharpe and drawdown
+use every H-th period (non-overlapping H-bar returns). The per-period Sharpe ratio is annualised by
+``sqrt(bars_per_year / H)``, with ``bars_per_year`` read from the data's own calendar
+(:func:`observed_calendar`): the bars actually present per whole week, times 365.25 / 7 weeks a
+year. So daily weekday bars give about 261 (about 252 when the data holds exchange holidays), FX
+hours about 6,261, 1-minute bars traded around the clock 525,960; nothing assumes a market that
+never closes. docs/metrics.md has the worked examples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
 
-SECONDS_PER_YEAR = 365.25 * 24 * 3600
+DAYS_PER_YEAR = 365.25
+SECONDS_PER_DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class BarCalendar:
+    """How many bars a year the data trades, and what that figure was read from.
+
+    Attributes:
+        bars_per_year: bars in one year of this market (NaN when fewer than 2 timestamps).
+        method: ``whole_weeks`` (bars counted over whole weeks: weekends, nights and holidays in the
+            data are honoured), ``whole_days`` (less than a week of data: bars per whole day x 365.25,
+            i.e. it assumes the market trades every day of the week), ``median_spacing`` (less than a
+            day: 365.25 days / the median bar spacing, i.e. around the clock), or ``none``.
+        window_start: first timestamp of the counting window (ISO 8601, UTC).
+        window_days: length of the counting window in days (whole weeks or whole days).
+        window_bars: distinct timestamps inside the window.
+        span_days: the whole calendar, first to last timestamp plus one bar spacing, in days.
+        bar_seconds: median spacing of consecutive distinct timestamps.
+    """
+
+    bars_per_year: float
+    method: str
+    window_start: str | None
+    window_days: float
+    window_bars: int
+    span_days: float
+    bar_seconds: float
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-ready dict (the run record's ``annualisation``)."""
+        return asdict(self)
+
+
+def observed_calendar(timestamps: np.ndarray | Iterable[np.ndarray]) -> BarCalendar:
+    """Bars per year of the market whose bar times are ``timestamps`` (one array or several, e.g. every split).
+
+    The distinct timestamps of all arrays (all symbols, all splits: one market) are counted inside
+    the longest run of whole weeks that starts at the first one, so a market closed at weekends,
+    at night or on holidays is annualised by the bars it really trades. With under a week of data
+    the weekly pattern is unknowable: whole days are counted instead (every day assumed to trade),
+    and under a day, the median spacing (around the clock). Gaps that are not market closures,
+    such as the purge between splits, make the figure (and the Sharpe ratio) slightly lower.
+    """
+    arrays = [timestamps] if isinstance(timestamps, np.ndarray) else list(timestamps)
+    if not arrays:
+        return BarCalendar(float("nan"), "none", None, 0.0, 0, 0.0, 0.0)
+    ns = np.unique(np.concatenate([np.asarray(a).astype("datetime64[ns]").astype(np.int64) for a in arrays]))
+    if len(ns) < 2:
+        return BarCalendar(float("nan"), "none", None, 0.0, int(len(ns)), 0.0, 0.0)
+    bar_ns = float(np.median(np.diff(ns)))
+    span_days = float(ns[-1] - ns[0] + bar_ns) / 1e9 / SECONDS_PER_DAY
+    start = str(pd.Timestamp(ns[0]).isoformat())
+    if span_days < 1:
+        per_year = DAYS_PER_YEAR * SECONDS_PER_DAY / (bar_ns / 1e9)
+        return BarCalendar(per_year, "median_spacing", start, span_days, int(len(ns)), span_days, bar_ns / 1e9)
+    unit_days, method = (7, "whole_weeks") if span_days >= 7 else (1, "whole_days")
+    window_days = unit_days * int(span_days // unit_days)
+    end_ns = int(ns[0]) + window_days * SECONDS_PER_DAY * 10**9
+    bars = int(np.searchsorted(ns, end_ns, side="left"))  # distinct timestamps in [first, first + window)
+    per_year = bars / window_days * DAYS_PER_YEAR
+    return BarCalendar(per_year, method, start, float(window_days), bars, span_days, bar_ns / 1e9)
 
 
 def signal_from_probs(probs: np.ndarray) -> np.ndarray:
@@ -24,18 +90,29 @@ def signal_from_probs(probs: np.ndarray) -> np.ndarray:
     return probs.argmax(axis=1).astype(np.int64) - 1
 
 
-def trading_report(probs: np.ndarray, fwd_returns: np.ndarray, timestamps: np.ndarray, horizon: int) -> dict:
-    """Hit rate, signal mean return, annualised Sharpe, maximum drawdown and the information coefficient."""
+def trading_report(
+    probs: np.ndarray,
+    fwd_returns: np.ndarray,
+    timestamps: np.ndarray,
+    horizon: int,
+    calendar: np.ndarray | Iterable[np.ndarray] | None = None,
+) -> dict:
+    """Hit rate, signal mean return, annualised Sharpe, maximum drawdown and the information coefficient.
+
+    ``calendar``: the bar times that define the market's calendar for annualisation (e.g. the
+    timestamps of every split of the data: a test split of a few days says little about weekends);
+    None uses ``timestamps``.
+    """
     signal = signal_from_probs(probs)
     active = signal != 0
     hit_rate = float((np.sign(fwd_returns[active]) == signal[active]).mean()) if active.any() else float("nan")
     strategy = signal * fwd_returns
     per_period = pd.Series(strategy).groupby(timestamps).mean().sort_index()
     spaced = per_period.iloc[::horizon].to_numpy()
-    bar_seconds = _median_spacing_seconds(per_period.index.to_numpy())
-    periods_per_year = SECONDS_PER_YEAR / bar_seconds if bar_seconds else float("nan")
+    bars = observed_calendar(timestamps if calendar is None else calendar)
+    periods_per_year = bars.bars_per_year / horizon
     std = spaced.std(ddof=1) if len(spaced) > 1 else float("nan")
-    sharpe = float(spaced.mean() / std * np.sqrt(periods_per_year / horizon)) if std and std > 0 else float("nan")
+    sharpe_per_period = float(spaced.mean() / std) if std and std > 0 else float("nan")
     score = probs[:, 2] - probs[:, 0]
     return {
         "n_samples": int(len(fwd_returns)),
@@ -43,9 +120,13 @@ def trading_report(probs: np.ndarray, fwd_returns: np.ndarray, timestamps: np.nd
         "hit_rate": hit_rate,
         "mean_return": float(strategy.mean()),
         "mean_return_active": float(strategy[active].mean()) if active.any() else float("nan"),
-        "sharpe_annualised": sharpe,
+        "sharpe_annualised": float(sharpe_per_period * np.sqrt(periods_per_year)),
+        "sharpe_per_period": sharpe_per_period,
+        "sharpe_periods": int(len(spaced)),
+        "sharpe_periods_per_year": float(periods_per_year),
+        "sharpe_method": f"non-overlapping {horizon}-bar periods; observed calendar ({bars.method})",
         "max_drawdown": max_drawdown(spaced),
-        "annualisation": {"periods_per_year": periods_per_year, "horizon_bars": horizon},
+        "annualisation": {"horizon_bars": horizon, "periods_per_year": float(periods_per_year), **bars.as_dict()},
         **information_coefficient(score, fwd_returns, timestamps),
     }
 
@@ -88,8 +169,3 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
 
-
-def _median_spacing_seconds(times: np.ndarray) -> float:
-    if len(times) < 2:
-        return 0.0
-    return float(np.median(np.diff(times.astype("datetime64[ns]").astype(np.int64))) / 1e9)
