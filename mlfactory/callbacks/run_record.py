@@ -171,7 +171,8 @@ class RunRecord(Callback):
         rows = outputs["row"].numpy()
         probs = outputs["probs"].float().numpy()
         labels = split.labels[rows]
-        metrics = evaluate_predictions(split, rows, probs, datamodule.horizon) if with_metrics else {}
+        calendar = datamodule.container.splits.values()  # all splits: the market's calendar for the Sharpe ratio
+        metrics = evaluate_predictions(split, rows, probs, datamodule.horizon, calendar) if with_metrics else {}
         if with_metrics:
             self._write_plots(trainer, split_name, metrics)
         identity = split.identity(rows)
