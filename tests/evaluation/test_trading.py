@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,3 +157,20 @@ def test_evaluate_predictions_reads_the_calendar_from_every_split(sample_dir):
     assert pooled["annualisation"]["span_days"] > 1
     assert pooled["annualisation"]["bars_per_year"] == pytest.approx(525_960, rel=0.01)
     assert pooled["sharpe_method"] == "non-overlapping 5-bar periods; observed calendar (whole_days)"
+
+
+def test_run_record_annualises_by_the_calendar_of_all_splits(sample_dir, make_trainer):
+    import json
+
+    from mlfactory import FactoryDataModule, create_model
+
+    trainer = make_trainer(max_epochs=1)
+    trainer.fit(create_model("logistic"), datamodule=FactoryDataModule(data_dir=str(sample_dir), horizon=5))
+    trading = json.loads((Path(trainer.log_dir) / "metrics" / "evaluation_metrics.json").read_text())["test"]["trading"]
+    # the test split alone spans hours (median_spacing); the run's calendar is all three splits
+    assert trading["annualisation"]["method"] == "whole_days"
+    assert trading["annualisation"]["span_days"] > 1
+    assert trading["sharpe_periods_per_year"] == pytest.approx(525_960 / 5, rel=0.01)
+    assert trading["sharpe_annualised"] == pytest.approx(
+        trading["sharpe_per_period"] * math.sqrt(trading["sharpe_periods_per_year"])
+    )
