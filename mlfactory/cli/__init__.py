@@ -21,6 +21,7 @@ commands:
   test       evaluate on test:         mlfactory test --ckpt_path RUN/checkpoints/best.ckpt
   predict    write predictions:        mlfactory predict --ckpt_path RUN/checkpoints/best.ckpt
              or, on raw features:      mlfactory predict --bundle RUN/bundle --input F --output preds.parquet
+  sign       sign a bundle you trust:  mlfactory sign --bundle RUN/bundle   (key: MLFACTORY_BUNDLE_KEY)
   models     list registered models:   mlfactory models
   prepare    build splits from bars:   mlfactory prepare --input bars.csv --output data/splits/scaled
   compare    leaderboard of runs:      mlfactory compare lightning_logs/ --sort test_sharpe
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             from mlfactory.cli.bundle_predict import bundle_predict_command
 
             return bundle_predict_command(args[1:])
+        if command == "sign":
+            from mlfactory.cli.bundle_predict import bundle_sign_command
+
+            return bundle_sign_command(args[1:])
         if command in TRAINER_COMMANDS:
             from mlfactory.cli.lightning_cli import run
 

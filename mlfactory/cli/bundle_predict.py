@@ -1,4 +1,5 @@
-"""``mlfactory predict --bundle``: batch inference of a run's bundle on a file of unscaled features."""
+"""``mlfactory predict --bundle``: batch inference of a run's bundle on a file of unscaled features;
+``mlfactory sign --bundle``: sign a bundle you trust with the bundle key."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="input rows per chunk; memory grows with this, not with the file (default: 65536)")
     parser.add_argument("--batch_size", type=int, default=2048, metavar="N",
                         help="rows or windows per model call (default: 2048)")
-    parser.add_argument("--device", default="cpu", help="torch device for neural models (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device for neural models: cpu, cuda, cuda:N, mps (default: cpu)")
+    parser.add_argument("--require-signature", "--require_signature", dest="require_signature", action="store_true",
+                        help="refuse a bundle that is not signed with the key in MLFACTORY_BUNDLE_KEY or the file "
+                        "MLFACTORY_BUNDLE_KEY_FILE names (a signed bundle that does not verify is always refused)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
@@ -41,7 +45,7 @@ def bundle_predict_command(argv: list[str]) -> int:
     from mlfactory.inference.bundle import ModelBundle
     from mlfactory.inference.stream import predict_file
 
-    bundle = ModelBundle.load(args.bundle, device=args.device)
+    bundle = ModelBundle.load(args.bundle, device=args.device, require_signature=args.require_signature)
     rows = predict_file(
         bundle,
         args.input,
@@ -52,4 +56,22 @@ def bundle_predict_command(argv: list[str]) -> int:
         progress=not args.no_progress,
     )
     print(f"wrote {rows:,} predictions of {bundle.model_name} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def bundle_sign_command(argv: list[str]) -> int:
+    """Run ``mlfactory sign --bundle DIR``: verify the bundle's checksums and sign it with the configured key."""
+    parser = argparse.ArgumentParser(
+        prog="mlfactory sign",
+        description="Sign an inference bundle you trust with the bundle key (MLFACTORY_BUNDLE_KEY, or the file "
+        "MLFACTORY_BUNDLE_KEY_FILE names), after checking every file against its manifest. Bundles written while "
+        "a key is set are signed already. See docs/inference.md.",
+    )
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="a run's bundle/ directory (or the run directory)")
+    args = parser.parse_args(argv)
+    from mlfactory.inference.bundle import key_id, sign_bundle, signing_key
+
+    key = signing_key()
+    directory = sign_bundle(args.bundle, key)  # refuses when no key is configured
+    print(f"signed {directory} with key id {key_id(key)}", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ A bundle is a directory (``<run>/bundle/``) that needs neither the training data
 ```
 bundle/
   manifest.json      format_version, sha256 of every other file, created, mlfactory and library versions
+  signature.json     HMAC-SHA256 of manifest.json with the bundle key, and the key's id (when a key is set)
   bundle.json        model (registry name, class path, family, hyper-parameters), input (features in
                      order, input kind, seq_len, scaler), horizon, class mapping, training-data fingerprint
   model/             the model as the run's checkpoints/best_model/ holds it (``export_native``):
@@ -12,28 +13,34 @@ bundle/
                      members/<i>_<name>/... + ensemble.json (ensembles)
 ```
 
-Loading checks every checksum before anything is parsed, refuses a newer format version, and rebuilds
-the model through its registry class (``from_native`` / ``load_state_dict`` / ``restore_member``), so
-the bundle predicts through the same code as the trained model.
+A bundle is input from outside, so loading is a trust boundary (docs/inference.md, "Trust"): the
+signature is checked first (a signed bundle that does not verify is always refused; ``require_signature``
+refuses unsigned ones too), then every checksum, before any file but the manifest is parsed and before
+a native parser (xgboost, lightgbm, catboost, skops, torch) sees a byte. The model is rebuilt only
+through the class registered under its name (``from_native`` / ``load_state_dict`` /
+``restore_member``), never through an import path read from the bundle, so the bundle predicts
+through the same code as the trained model and can run nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import platform
 import shutil
-import uuid
 import warnings
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlfactory.data.container import METADATA_FILE, class_mapping
-from mlfactory.errors import RunError
+from mlfactory.errors import ConfigError, MLFactoryError, RegistryError, RunError
+from mlfactory.inference.partial import is_partial, partial_path, remove_stale_partials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,9 +49,19 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "signature.json"
 SPEC_FILE = "bundle.json"
 MODEL_DIR = "model"
 BUNDLE_DIR = "bundle"
+
+SIGNATURE_ALGORITHM = "hmac-sha256"
+KEY_ENV = "MLFACTORY_BUNDLE_KEY"  # the key itself (its UTF-8 bytes)
+KEY_FILE_ENV = "MLFACTORY_BUNDLE_KEY_FILE"  # a file holding the key (surrounding whitespace ignored)
+MIN_KEY_BYTES = 16
+KEY_HINT = (
+    f"set {KEY_ENV} to the key, or {KEY_FILE_ENV} to a file holding it (make one with "
+    "`python -c \"import secrets; print(secrets.token_hex(32))\"`)"
+)
 
 
 class BundleError(RunError):
@@ -56,7 +73,8 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
     """Write ``run_dir/bundle/`` for a fitted ``module`` trained on ``datamodule``; return its path.
 
     The directory is built beside its final place and renamed into it when complete, so a bundle is
-    either whole or absent. A module that is neither an estimator, a neural network nor an ensemble of
+    either whole or absent. When a bundle key is configured (:func:`signing_key`), the bundle is signed.
+    A module that is neither an estimator, a neural network nor an ensemble of
     them cannot be rebuilt from a bundle, and a bundle cannot serve a multi-resolution model's raw-bar
     windows yet: those get none, with a warning.
     """
@@ -72,8 +90,10 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
                       "inference bundle written (the checkpoint and best_model/ reload it)")
         return None
 
+    key = signing_key()  # a misconfigured key fails before anything is written
     target = Path(run_dir) / BUNDLE_DIR
-    tmp = target.with_name(f".{BUNDLE_DIR}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    remove_stale_partials(target)
+    tmp = partial_path(target)
     tmp.mkdir(parents=True)
     try:
         module.export_native(tmp / MODEL_DIR)
@@ -89,6 +109,8 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
         }
         _write_json(tmp / SPEC_FILE, spec)
         _write_manifest(tmp, spec)
+        if key is not None:
+            _write_signature(tmp, key)
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -227,12 +249,126 @@ def _write_manifest(directory: Path, spec: dict[str, Any]) -> None:
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target``; an older bundle there (a resumed fit) is replaced."""
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        old = partial_path(target)  # never loaded; removed now, or by the next write if this one is killed
         os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
+
+
+# --- signing ---------------------------------------------------------------------------------------
+def signing_key() -> bytes | None:
+    """The bundle key from ``MLFACTORY_BUNDLE_KEY`` or the file ``MLFACTORY_BUNDLE_KEY_FILE`` names; None if neither is set.
+
+    Raises:
+        BundleError: both are set, the key file cannot be read, or the key is shorter than 16 bytes.
+    """
+    text, file = os.environ.get(KEY_ENV) or None, os.environ.get(KEY_FILE_ENV) or None
+    if text is not None and file is not None:
+        raise BundleError(f"both {KEY_ENV} and {KEY_FILE_ENV} are set; set only one, so it is clear which key signs bundles")
+    if file is not None:
+        try:
+            key = Path(file).expanduser().read_bytes().strip()
+        except OSError as err:
+            raise BundleError(f"cannot read the bundle key file {file} ({KEY_FILE_ENV}): {err.strerror or err}") from None
+        where = f"the key in {file} ({KEY_FILE_ENV})"
+    elif text is not None:
+        key, where = text.encode("utf-8"), f"the key in {KEY_ENV}"
+    else:
+        return None
+    if len(key) < MIN_KEY_BYTES:
+        raise BundleError(f"{where} has {len(key)} bytes; a bundle key needs at least {MIN_KEY_BYTES}. {KEY_HINT}")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of ``key`` (a hash prefix; the key cannot be recovered from it)."""
+    return hashlib.sha256(b"mlfactory bundle key id\0" + key).hexdigest()[:16]
+
+
+def sign_bundle(path: str | Path, key: bytes | None = None) -> Path:
+    """Sign the intact bundle at ``path`` (or a run's ``bundle/``) with ``key`` (default: :func:`signing_key`).
+
+    Every checksum is verified first, so only a bundle that is as its manifest says gets signed; an
+    existing signature is replaced. Sign only bundles you trust: the signature vouches for them.
+
+    Raises:
+        BundleError: no key, or the bundle is missing or damaged.
+    """
+    key = signing_key() if key is None else key
+    if key is None:
+        raise BundleError(f"no bundle key is configured, so there is nothing to sign with; {KEY_HINT}")
+    directory = _bundle_dir(path)
+    remove_stale_partials(directory / SIGNATURE_FILE)  # an earlier signing that was killed
+    manifest = _parse_manifest(directory, _read_manifest_bytes(directory))
+    _verify_files(directory, manifest)
+    _write_signature(directory, key)
+    return directory
+
+
+def _signature(key: bytes, manifest_bytes: bytes) -> str:
+    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
+
+
+def _write_signature(directory: Path, key: bytes) -> None:
+    """``signature.json``: the HMAC-SHA256 of manifest.json's bytes (which hold every other file's sha256)."""
+    payload = {
+        "algorithm": SIGNATURE_ALGORITHM,
+        "key_id": key_id(key),
+        "signed_file": MANIFEST_FILE,
+        "signature": _signature(key, (directory / MANIFEST_FILE).read_bytes()),
+    }
+    tmp = partial_path(directory / SIGNATURE_FILE)
+    try:
+        _write_json(tmp, payload)
+        os.replace(tmp, directory / SIGNATURE_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _verify_signature(directory: Path, manifest_bytes: bytes, required: bool) -> str | None:
+    """The verified signer's key id, or None for a bundle loaded unsigned (allowed only when not ``required``).
+
+    A signature that does not verify is refused whether or not one is required; a signed bundle with no
+    key configured here cannot be checked, and loads as an unsigned one would (with a warning).
+    """
+    key = signing_key()
+    path = directory / SIGNATURE_FILE
+    if not path.is_file():
+        if required:
+            raise BundleError(
+                f"{directory} is not signed, and a signature is required; load only bundles signed with your key "
+                "(`mlfactory sign --bundle DIR` signs a bundle you trust)"
+            )
+        if key is not None:
+            warnings.warn(f"{directory} is not signed; loading it unverified (--require-signature refuses unsigned bundles)",
+                          stacklevel=3)
+        return None
+    if key is None:
+        if required:
+            raise BundleError(f"{directory} is signed, but no bundle key is configured to verify it; {KEY_HINT}")
+        warnings.warn(f"{directory} is signed, but no bundle key is configured; its signature is not checked "
+                      f"({KEY_ENV} or {KEY_FILE_ENV} sets one)", stacklevel=3)
+        return None
+    signature = _read_json(path)
+    if signature.get("algorithm") != SIGNATURE_ALGORITHM:
+        raise BundleError(
+            f"{path}: signature algorithm {signature.get('algorithm')!r} is not {SIGNATURE_ALGORITHM!r}; "
+            "the bundle was not signed by mlfactory. Refused."
+        )
+    if signature.get("key_id") != key_id(key):
+        raise BundleError(
+            f"{path}: the bundle is signed with another key (key id {str(signature.get('key_id'))[:16]}; the configured "
+            f"key's id is {key_id(key)}), so it cannot be verified. Refused: configure the key it was signed with, "
+            "or re-sign a copy you trust"
+        )
+    if not hmac.compare_digest(_signature(key, manifest_bytes), str(signature.get("signature"))):
+        raise BundleError(
+            f"{path}: the signature does not verify: {MANIFEST_FILE} (and so the files it lists) changed after the "
+            "bundle was signed. Refused: use an intact copy of the bundle"
+        )
+    return key_id(key)
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -249,14 +385,19 @@ class ModelBundle:
         spec: the parsed ``bundle.json``.
         manifest: the parsed ``manifest.json``.
         module: the rebuilt model (a ``FactoryModule`` in eval mode).
+        signed_by: the key id of the verified signature, or None when the bundle was loaded unverified.
     """
 
-    def __init__(self, path: Path, spec: dict[str, Any], manifest: dict[str, Any], module: Any, device: str) -> None:
+    def __init__(
+        self, path: Path, spec: dict[str, Any], manifest: dict[str, Any], module: Any, device: str,
+        signed_by: str | None = None,
+    ) -> None:
         self.path = path
         self.spec = spec
         self.manifest = manifest
         self.module = module
         self.device = device
+        self.signed_by = signed_by
         scaler = spec["input"]["scaler"]
         self._center = np.asarray(scaler["center"], dtype=np.float64) if scaler else None
         self._scale = np.asarray(scaler["scale"], dtype=np.float64) if scaler else None
@@ -306,23 +447,32 @@ class ModelBundle:
 
     # --- loading --------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "ModelBundle":
+    def load(cls, path: str | Path, device: str = "cpu", require_signature: bool = False) -> "ModelBundle":
         """Verify and load the bundle at ``path`` (a run directory works too: its ``bundle/`` is used).
 
+        In this order, each before anything later reads a byte: the signature (when the bundle is signed
+        and a key is configured; with ``require_signature``, an unsigned bundle or a missing key is
+        refused too), the manifest, every file's checksum, the model's registry class, and only then the
+        model's files, through its library's parser.
+
         Raises:
-            BundleError: the directory or manifest is missing, the format version is newer than this
-                mlfactory reads, a file is missing, unlisted or does not match its checksum, or the model
-                class cannot be found.
+            BundleError: the directory or manifest is missing, the signature does not verify (or is
+                required and absent), the format version is newer than this mlfactory reads, a file is
+                missing, unlisted or does not match its checksum, the model is not registered here (or
+                registered as another class), or a model file cannot be parsed.
+            ConfigError: ``device`` is not a device this machine has.
         """
-        directory = Path(path)
-        if not (directory / MANIFEST_FILE).is_file() and (directory / BUNDLE_DIR / MANIFEST_FILE).is_file():
-            directory = directory / BUNDLE_DIR
-        manifest = _read_manifest(directory)
+        device = check_device(device)
+        directory = _bundle_dir(path)
+        manifest_bytes = _read_manifest_bytes(directory)
+        signed_by = _verify_signature(directory, manifest_bytes, require_signature)
+        manifest = _parse_manifest(directory, manifest_bytes)
         _verify_files(directory, manifest)
         spec = _read_json(directory / SPEC_FILE)
-        _check_versions(directory, spec)
-        module = _load_module(directory, spec, device)
-        return cls(directory, spec, manifest, module, device)
+        classes = _registered_classes(directory, spec)
+        _check_versions(directory, spec, classes)
+        module = _load_module(directory, spec, classes, device)
+        return cls(directory, spec, manifest, module, device, signed_by)
 
     # --- predicting -----------------------------------------------------------------------------
     def predict(self, frame: "pd.DataFrame", batch_size: int = 2048) -> "pd.DataFrame":
@@ -371,7 +521,16 @@ class ModelBundle:
             return self.module.predict_proba(batch).float().cpu().numpy()
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def _bundle_dir(path: str | Path) -> Path:
+    """The bundle folder: ``path`` itself, or a run directory's ``bundle/``; never an unfinished temporary."""
+    directory = Path(path)
+    if not (directory / MANIFEST_FILE).is_file() and (directory / BUNDLE_DIR / MANIFEST_FILE).is_file():
+        directory = directory / BUNDLE_DIR
+    if is_partial(directory):
+        raise BundleError(
+            f"{directory} is an unfinished temporary (.partial) of a bundle being written, or left by a writer that "
+            "was stopped; it is never loaded. Pass the finished bundle/ folder"
+        )
     if not directory.is_dir():
         raise BundleError(f"bundle directory {directory} does not exist; pass a run's bundle/ folder (written by every fit)")
     if not (directory / MANIFEST_FILE).is_file():
@@ -379,7 +538,24 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             f"{directory} has no {MANIFEST_FILE}, so it is not an inference bundle (or it is incomplete); "
             "pass a run's bundle/ folder"
         )
-    manifest = _read_json(directory / MANIFEST_FILE)
+    return directory
+
+
+def _read_manifest_bytes(directory: Path) -> bytes:
+    try:
+        return (directory / MANIFEST_FILE).read_bytes()
+    except OSError as err:
+        raise BundleError(f"cannot read {directory / MANIFEST_FILE} ({err.strerror or err})") from None
+
+
+def _parse_manifest(directory: Path, data: bytes) -> dict[str, Any]:
+    """The manifest from its bytes (already authenticated when the bundle is signed), with its version checked."""
+    try:
+        manifest = json.loads(data)
+    except ValueError as err:
+        raise BundleError(f"cannot read {directory / MANIFEST_FILE} as JSON ({err}); the bundle is damaged") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{directory / MANIFEST_FILE} is not a JSON object; the bundle is damaged")
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{directory / MANIFEST_FILE}: format_version is {version!r}, not an integer; the manifest is damaged")
@@ -411,7 +587,8 @@ def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
                 f"expected {str(expected)[:16]}...); the file was changed or damaged after the bundle was written. "
                 "Use an intact copy of the bundle."
             )
-    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {MANIFEST_FILE}
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+    present -= {MANIFEST_FILE, SIGNATURE_FILE}
     unlisted = sorted(present - set(listed))
     if unlisted:
         raise BundleError(
@@ -420,78 +597,182 @@ def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def _check_versions(directory: Path, spec: dict[str, Any]) -> None:
-    """Warn (as scikit-learn does for pickles) when the model's library version differs from the writer's."""
-    from mlfactory.models.estimator import _version
+def _check_versions(directory: Path, spec: dict[str, Any], classes: list[type]) -> None:
+    """Every library the model's registered classes need is installed; warn (as scikit-learn does for
+    pickles) when its version differs from the writer's. Only those libraries are imported, never a
+    name read from the bundle."""
+    from mlfactory.models.estimator import EstimatorModule, _version
 
-    for library, written in spec["versions"]["libraries"].items():
+    needed = dict.fromkeys("torch" if not issubclass(c, EstimatorModule) or c.family == "ensemble" else c.library
+                           for c in classes)
+    versions = spec.get("versions")
+    written = versions.get("libraries") if isinstance(versions, dict) else None
+    for library in needed:
         installed = _version(library)
+        recorded = written.get(library) if isinstance(written, dict) else None
         if installed is None:
-            raise BundleError(f"{directory} holds a {library} model, but {library} is not installed; install {library}=={written}")
-        if written is not None and installed.split("+")[0] != str(written).split("+")[0]:
+            raise BundleError(f"{directory} holds a {library} model, but {library} is not installed; install "
+                              f"{library}{'==' + str(recorded) if recorded else ''}")
+        if recorded is not None and installed.split("+")[0] != str(recorded).split("+")[0]:
             warnings.warn(
-                f"{directory} was written with {library} {written}; {installed} is installed. Predictions may differ.",
+                f"{directory} was written with {library} {recorded}; {installed} is installed. Predictions may differ.",
                 stacklevel=3,
             )
 
 
-def _model_class(name: str, class_path: str) -> type:
-    """The registered class, or the class path for models registered at run time elsewhere."""
-    import importlib
+def _model_entry(directory: Path, entry: Any, where: str) -> tuple[str, str, dict[str, Any]]:
+    """(name, class_path, hparams) of a model entry of bundle.json, checked for shape."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("hparams"), dict):
+        raise BundleError(f"{directory / SPEC_FILE}: {where} needs a 'name' and a mapping of 'hparams'; the bundle is damaged")
+    return entry["name"], str(entry.get("class_path", "")), entry["hparams"]
 
-    from mlfactory.errors import RegistryError
-    from mlfactory.registry import model_class
+
+def registered_class(name: str, class_path: str, where: str = "the bundle") -> type:
+    """The class registered in this process under ``name``, if it is the class ``class_path`` says.
+
+    A bundle names its model; it never chooses what code runs: nothing is imported from ``class_path``,
+    which only has to agree with the registry (the built-in catalogue or a class that ran ``@register``).
+    """
+    from mlfactory.registry import get_spec, model_class
 
     try:
-        return model_class(name)
+        spec = get_spec(name)
     except RegistryError:
-        module_name, _, class_name = class_path.rpartition(".")
-        try:
-            return getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            raise BundleError(
-                f"the bundle's model {name!r} ({class_path}) is not registered in this mlfactory and cannot be "
-                "imported; install the package that defines it"
-            ) from None
+        raise BundleError(
+            f"{where} names model {name!r} ({class_path}), which is not registered in this mlfactory; a bundle loads "
+            f"only registered models (`mlfactory models` lists them; a class of your own must run "
+            f"@register(name={name!r}, ...) before loading)"
+        ) from None
+    if class_path != spec.class_path:
+        raise BundleError(
+            f"{where} says model {name!r} is {class_path}, but {name!r} is registered here as {spec.class_path}; "
+            "refused: the bundle may only name the registered class"
+        )
+    return model_class(name)
 
 
-def _load_module(directory: Path, spec: dict[str, Any], device: str) -> Any:
+def _registered_classes(directory: Path, spec: dict[str, Any]) -> list[type]:
+    """The registered classes of the model and (for ensembles) its members, before any model file is read."""
+    model = spec.get("model")
+    name, class_path, _ = _model_entry(directory, model, "model")
+    classes = [registered_class(name, class_path, f"{directory / SPEC_FILE}")]
+    if model.get("kind") == "ensemble":
+        members = model.get("members")
+        if not isinstance(members, list) or not members:
+            raise BundleError(f"{directory / SPEC_FILE}: an ensemble needs its list of members; the bundle is damaged")
+        for i, member in enumerate(members):
+            name, class_path, _ = _model_entry(directory, member, f"member {i}")
+            classes.append(registered_class(name, class_path, f"{directory / SPEC_FILE} (member {i})"))
+    return classes
+
+
+def _load_module(directory: Path, spec: dict[str, Any], classes: list[type], device: str) -> Any:
     model = spec["model"]
-    module = _model_class(model["name"], model["class_path"])(**model["hparams"])
+    module = _construct(classes[0], model["hparams"], directory / SPEC_FILE)
+    kind = _model_kind(module)
+    if kind != model.get("kind"):
+        raise BundleError(
+            f"{directory / SPEC_FILE}: model kind {model.get('kind')!r} does not fit {model['name']!r} (a {kind} "
+            "model); the bundle is damaged"
+        )
     files = directory / MODEL_DIR
-    if model["kind"] == "estimator":
-        module.on_load_checkpoint({"estimator": {"data": (files / f"model.{module.native_suffix}").read_bytes()}})
-    elif model["kind"] == "neural":
+    if kind == "estimator":
+        path = files / f"model.{module.native_suffix}"
+        _parse_native(path, lambda: module.on_load_checkpoint({"estimator": {"data": path.read_bytes()}}), module.library)
+    elif kind == "neural":
         module.ensure_network()
-        module.load_state_dict(_load_weights(files / "weights.pt"))
-    elif model["kind"] == "ensemble":
-        members = [
-            _member_state(files / "members" / f"{i}_{m['name']}", m) for i, m in enumerate(model["members"])
-        ]
-        combiner = _read_json(files / "ensemble.json")["combiner"]
-        module.on_load_checkpoint({"ensemble": {"members": members, "combiner": combiner}})
+        path = files / "weights.pt"
+        weights = _load_weights(path)
+        _parse_native(path, lambda: module.load_state_dict(weights), "torch")
     else:
-        raise BundleError(f"{directory / SPEC_FILE}: unknown model kind {model['kind']!r}")
+        from mlfactory.models.ensemble.members import restore_member
+
+        members = []
+        for i, (member, cls) in enumerate(zip(model["members"], classes[1:])):
+            state = _member_state(files / "members" / f"{i}_{member['name']}", member, cls)
+            members.append(_parse_native(state.pop("_path"), partial(restore_member, state), getattr(cls, "library", "torch")))
+        path = files / "ensemble.json"
+        combiner = _read_json(path).get("combiner", {})
+        # as EnsembleModule.on_load_checkpoint, but each member's file is named when it cannot be parsed
+        module.members_ = members
+        module.estimator_ = members
+        _parse_native(path, lambda: module.restore_combiner(combiner), "mlfactory")
     return module.to(device).eval()
 
 
-def _member_state(directory: Path, member: dict[str, Any]) -> dict[str, Any]:
-    """The state :func:`mlfactory.models.ensemble.members.restore_member` takes, from a member's files."""
+def _construct(cls: type, hparams: dict[str, Any], source: Path) -> Any:
+    """``cls(**hparams)``, with a bundle error naming ``source`` when the arguments do not fit the class."""
+    try:
+        return cls(**hparams)
+    except (TypeError, ValueError, MLFactoryError) as err:
+        raise BundleError(
+            f"{source}: the hyper-parameters do not fit {cls.registry_name} ({_one_line(err)}); the bundle is damaged "
+            "or was written by another version of the model"
+        ) from None
+
+
+def _member_state(directory: Path, member: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The state :func:`mlfactory.models.ensemble.members.restore_member` takes, from a member's files
+    (and, under ``_path``, the file it came from)."""
     from mlfactory.models.estimator import EstimatorModule
 
-    cls = _model_class(member["name"], member["class_path"])
-    state = {"name": member["name"], "hparams": member["hparams"]}
+    state: dict[str, Any] = {"name": member["name"], "hparams": member["hparams"]}
     if issubclass(cls, EstimatorModule):
-        state["native"] = (directory / f"model.{cls.native_suffix}").read_bytes()
+        state["_path"] = directory / f"model.{cls.native_suffix}"
+        state["native"] = state["_path"].read_bytes()
     else:
-        state["state_dict"] = _load_weights(directory / "weights.pt")
+        state["_path"] = directory / "weights.pt"
+        state["state_dict"] = _load_weights(state["_path"])
     return state
 
 
 def _load_weights(path: Path) -> dict[str, Any]:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _parse_native(path, lambda: torch.load(path, map_location="cpu", weights_only=True), "torch")
+
+
+def _parse_native(path: Path, parse: Any, library: str) -> Any:
+    """``parse()``, which reads ``path`` with ``library``; any failure becomes one line naming the file.
+
+    Parsers raise what they like (BadZipFile, UnpicklingError, XGBoostError, ...). The file's checksum
+    (and signature, if any) already matched, so the file is as the bundle's writer made it: either that
+    writer made a bad file, or the bundle is unsigned and someone made it to look intact.
+    """
+    try:
+        return parse()
+    except Exception as err:  # noqa: BLE001 - the boundary of the native parsers
+        raise BundleError(
+            f"{path}: cannot be read as the {library} model file the bundle says it is ({type(err).__name__}: "
+            f"{_one_line(err)}); it is damaged or not what it claims. Use an intact copy of the bundle, and require "
+            "signed bundles (--require-signature) from sources you do not control"
+        ) from None
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is a torch device this machine has; otherwise a one-line error naming those it has.
+
+    Raises:
+        ConfigError: not a device name, or a device this machine does not have.
+    """
+    import torch
+
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        available.append("mps")
+    choices = f"choose one of: {', '.join(available)}"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {device!r} is not a torch device; {choices}") from None
+    if str(parsed) in available or (parsed.type == "cpu"):
+        return device
+    if parsed.type in ("cuda", "mps") and parsed.type not in available:
+        raise ConfigError(f"device {device!r} is not available: this machine has no {parsed.type.upper()} device that "
+                          f"torch {torch.__version__} can use; {choices}")
+    raise ConfigError(f"device {device!r} is not available on this machine; {choices}")
 
 
 # --- small helpers ---------------------------------------------------------------------------------
@@ -505,9 +786,12 @@ def _sha256(path: Path) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise BundleError(f"cannot read {path} as JSON ({err}); the bundle is damaged") from None
+    if not isinstance(payload, dict):
+        raise BundleError(f"{path} is not a JSON object; the bundle is damaged")
+    return payload
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -519,6 +803,13 @@ def _write_json(path: Path, payload: Any) -> None:
             "(numbers, strings, lists, mappings) for a bundle to rebuild the model."
         ) from None
     path.write_text(text + "\n")
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, shortened: native libraries' messages span many lines."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].strip() if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _now() -> str:

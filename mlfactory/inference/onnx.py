@@ -30,6 +30,7 @@ from torch import nn
 
 from mlfactory.errors import ModelError
 from mlfactory.inference.bundle import BundleError, ModelBundle
+from mlfactory.inference.partial import partial_path, remove_stale_partials
 
 INPUT_NAME, OUTPUT_NAME = "features", "probabilities"
 INSTALL_HINT = "pip install 'mlfactory[onnx]' (onnx, onnxscript and onnxruntime)"
@@ -55,7 +56,8 @@ def export_onnx(bundle: ModelBundle | str | Path, path: str | Path, *, check: bo
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_stale_partials(path)
+    tmp = partial_path(path)
     graph = OnnxGraph(bundle).eval()
     try:
         with _quiet():
@@ -162,6 +164,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _require(*names: str) -> list[Any]:
+    """The optional export libraries; only the fixed names above are imported, never one read from a bundle."""
     modules = []
     for name in names:
         try:

@@ -3,20 +3,21 @@
 Memory is bounded by the chunk (and, for parquet input, the input's row groups), not by the file:
 the input is read with ``ParquetFile.iter_batches`` or ``pandas.read_csv(chunksize=...)``, and each
 chunk's predictions are written as one row group with ``ParquetWriter``. Only the columns the model
-needs are read. The output is written to a temporary file and renamed when complete, so a failed run
-leaves no output that looks valid.
+needs are read. The output is written to a ``.partial`` temporary beside it and renamed when complete,
+so a failed run leaves no output that looks valid; what a killed run left is removed by the next run
+that writes the same output (:mod:`mlfactory.inference.partial`).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import pandas as pd
 
 from mlfactory.errors import DataError
+from mlfactory.inference.partial import partial_path, remove_stale_partials
 from mlfactory.inference.predictor import DATETIME, SYMBOL, output_frame
 
 if TYPE_CHECKING:
@@ -44,8 +45,9 @@ def predict_file(
     Output rows follow the input's row order; the columns are those of :meth:`ModelBundle.predict`.
 
     Raises:
-        DataError: the input is missing, of an unknown type, lacks feature columns (all are named) or
-            holds bad values; the output exists and ``overwrite`` is false.
+        DataError: the input is missing, of an unknown type, has no rows, lacks feature columns (all are
+            named) or holds bad values; the output is the input file; the output exists and
+            ``overwrite`` is false.
     """
     from tqdm.auto import tqdm
 
@@ -54,6 +56,11 @@ def predict_file(
         raise DataError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not output.name.endswith(PARQUET_SUFFIXES):
         raise DataError(f"output {output} must be a parquet file (.parquet or .pq)")
+    if same_file(input, output):
+        raise DataError(
+            f"output {output} is the input file {input}: the predictions would replace the features. "
+            "Choose another output path"
+        )
     if output.exists() and not overwrite:
         raise DataError(f"output {output} exists; pass --overwrite to replace it, or choose another path")
     total, chunks = read_chunks(input, bundle.features, chunk_rows)
@@ -62,7 +69,8 @@ def predict_file(
 
     schema = output_schema(bundle.class_names, bundle.class_labels)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    remove_stale_partials(output)
+    tmp = partial_path(output)
     predictor = bundle.predictor(batch_size=batch_size)
     rows = 0
     try:
@@ -70,14 +78,32 @@ def predict_file(
             total=total, unit="rows", unit_scale=True, desc=f"predict {input.name}", disable=not progress
         ) as bar:
             for frame in chunks:
+                if frame.empty:  # a header-only CSV reads as one empty chunk
+                    continue
                 writer.write_table(to_table(predictor(frame), schema))
                 rows += len(frame)
                 bar.update(len(frame))
+        if rows == 0:
+            raise DataError(_no_rows(input))
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return rows
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same path once resolved (symlinks, ``..``, spellings) or a hard link."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _no_rows(path: Path) -> str:
+    return f"input {path} has no rows to predict; pass a file with at least one row of features"
 
 
 def read_chunks(path: Path, features: list[str], chunk_rows: int) -> tuple[int | None, Iterator[pd.DataFrame]]:
@@ -98,10 +124,17 @@ def read_chunks(path: Path, features: list[str], chunk_rows: int) -> tuple[int |
         except Exception as err:  # pyarrow raises several unrelated types for damaged files
             raise DataError(f"cannot read {path} as parquet ({type(err).__name__}: {err})") from None
         columns = _columns(path, reader.schema_arrow.names, features)
+        if reader.metadata.num_rows == 0:
+            raise DataError(_no_rows(path))
         batches = reader.iter_batches(batch_size=chunk_rows, columns=columns)
         return reader.metadata.num_rows, (batch.to_pandas() for batch in batches)
     if name.endswith(CSV_SUFFIXES):
-        header = pd.read_csv(path, nrows=0).columns.tolist()
+        try:
+            header = pd.read_csv(path, nrows=0).columns.tolist()
+        except pd.errors.EmptyDataError:
+            raise DataError(f"input {path} is empty: it has no header and no rows to predict") from None
+        except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
+            raise DataError(f"cannot read {path} as CSV ({type(err).__name__}: {err})") from None
         columns = _columns(path, header, features)
         # a float's decimal text must read back as exactly that float: pandas 3's parser does; older
         # ones need round_trip (their default can be one unit off in the last place)
