@@ -45,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--vol_window", type=int, default=100, metavar="BARS",
                         help="bars in the barrier volatility (default: 100)")
     parser.add_argument("--fill_gaps", type=int, default=5, metavar="BARS",
-                        help="fill gaps of at most this many missing bars with flat bars; 0: none (default: 5)")
+                        help="fill gaps of at most this many missing bars with flat bars while the market is open "
+                        "(calendar inferred from the bars: weekends, nights and holidays are never filled); 0: none "
+                        "(default: 5)")
+    parser.add_argument("--max_drop_share", type=float, default=0.01, metavar="SHARE",
+                        help="refuse when non-finite features or missing labels would drop more than this share of "
+                        "a symbol's rows after the warm-up (default: 0.01)")
     parser.add_argument("--return_attribution", action="store_true",
                         help="multiply the uniqueness weights by the absolute return attribution")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
@@ -56,24 +61,29 @@ def _parser() -> argparse.ArgumentParser:
 def prepare_command(argv: list[str]) -> int:
     """Run ``mlfactory prepare`` with ``argv`` (the arguments after ``prepare``); returns the exit code."""
     args = _parser().parse_args(argv)
+    from mlfactory.prepare import OutputExistsError
     from mlfactory.prepare.pipeline import METADATA_FILE, prepare_splits
 
-    out = prepare_splits(
-        args.input,
-        args.output,
-        horizons=args.horizons,
-        timeframes=args.timeframes,
-        fractions=args.fractions,
-        dates=args.dates,
-        embargo=args.embargo,
-        scaler=args.scaler,
-        barrier_k=args.barrier_k,
-        vol_window=args.vol_window,
-        fill_gaps=args.fill_gaps,
-        return_attribution=args.return_attribution,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    try:
+        out = prepare_splits(
+            args.input,
+            args.output,
+            horizons=args.horizons,
+            timeframes=args.timeframes,
+            fractions=args.fractions,
+            dates=args.dates,
+            embargo=args.embargo,
+            scaler=args.scaler,
+            barrier_k=args.barrier_k,
+            vol_window=args.vol_window,
+            fill_gaps=args.fill_gaps,
+            return_attribution=args.return_attribution,
+            max_drop_share=args.max_drop_share,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except OutputExistsError as err:
+        raise err.naming("--overwrite") from None  # the flag this user types, not the Python keyword
     meta = json.loads((out / METADATA_FILE).read_text())
     rows = ", ".join(f"{split} {n:,}" for split, n in meta["rows"].items())
     print(f"wrote {out}: {len(meta['features'])} features on {', '.join(meta['timeframes'])}; rows {rows}")

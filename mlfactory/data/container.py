@@ -34,6 +34,8 @@ PER_HORIZON_PREFIXES: tuple[str, ...] = ("label_h", "sample_weight_h", "fwd_retu
 LABEL_VALUES: tuple[int, ...] = (-1, 0, 1)
 CLASS_NAMES: tuple[str, ...] = ("down", "neutral", "up")
 METADATA_FILE = "scaling_metadata.json"
+UNFINISHED_MARKER = ".mlfactory-prepare-unfinished"
+"""A file that ``mlfactory prepare`` keeps in its output until it is complete; such a directory is refused."""
 
 
 def split_file(split: str) -> str:
@@ -140,6 +142,11 @@ class TimeSeriesDataContainer:
             raise DataError(
                 f"data directory {data_dir} does not exist. Point --data.data_dir at a folder holding "
                 f"{', '.join(split_file(s) for s in SPLITS)}, or leave it unset to use the embedded sample data."
+            )
+        if (data_dir / UNFINISHED_MARKER).exists():
+            raise DataError(
+                f"{data_dir} is an unfinished mlfactory prepare output (it holds {UNFINISHED_MARKER}): the run that "
+                "wrote it was interrupted. Delete it and point --data.data_dir at the finished directory, or run prepare again."
             )
         tables = {split: _read_table(data_dir / split_file(split)) for split in SPLITS}
         feature_names = _feature_columns(tables["train"], data_dir / split_file("train"))

@@ -18,11 +18,27 @@ from typing import Any
 
 from mlfactory.errors import DataError
 
-__all__ = ["PrepareError", "build_features", "load_bars", "prepare_splits"]
+__all__ = ["OutputExistsError", "PrepareError", "build_features", "load_bars", "prepare_splits"]
 
 
 class PrepareError(DataError):
     """Raw bars or ``prepare`` options that cannot become a split directory; says what, where and what to do."""
+
+
+class OutputExistsError(PrepareError):
+    """The output directory exists; the message names the switch that replaces it in the caller's words.
+
+    ``template`` holds ``{option}``: ``overwrite=True`` from Python, and the command line re-raises
+    it with its own flag (``naming("--overwrite")``).
+    """
+
+    def __init__(self, template: str, option: str = "overwrite=True") -> None:
+        self.template = template
+        super().__init__(template.format(option=option))
+
+    def naming(self, option: str) -> "OutputExistsError":
+        """The same error, naming ``option`` as the way to replace the output."""
+        return OutputExistsError(self.template, option)
 
 
 def __getattr__(name: str) -> Any:

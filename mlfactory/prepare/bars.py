@@ -11,14 +11,19 @@ What is accepted (docs/data.md, "Input bars"):
   numbers (unit read from the magnitude: s, ms, us or ns); the timestamp labels the bar's start;
 - a regular base resolution of one minute or coarser, the same for every symbol.
 
-Errors (``PrepareError``): missing columns, unparsable or empty timestamps, non-numeric or missing
-prices, prices <= 0, negative volume, high below low/open/close or low above open/close, duplicate
-timestamps with different values, a resolution finer than a minute or bars off the resolution's grid.
+Errors (``PrepareError``): missing columns, unparsable or empty timestamps, naive and offset
+timestamps mixed in one file, non-numeric or missing prices, prices <= 0, negative volume, high below
+low/open/close or low above open/close, implausible prices (a jump of ``MAX_PRICE_JUMP`` or more
+between two bars, or a price or volume above ``MAX_VALUE``), duplicate timestamps with different
+values, a resolution finer than a minute or bars off the resolution's grid.
 
 Repairs (each counted in ``scaling_metadata.json`` under ``input.repairs``): rows out of time order
 are sorted; exact duplicate rows are dropped; gaps of at most ``fill_gaps`` missing bars are filled
 with flat bars (open = high = low = close = the previous close, volume 0) that feed the indicators
-and resampling but never become sample rows. Longer gaps (nights, weekends, halts) are kept.
+and resampling but never become sample rows, but only while the market is open: each symbol's
+trading calendar (weekdays and times of day) is inferred from its own bars (``Calendar``), and a
+gap that reaches into a closed weekday or time of day, or, in a market that closes at all, lasts a
+whole day, is kept. Longer gaps (nights, weekends, holidays, halts) are kept.
 """
 
 from __future__ import annotations
@@ -42,6 +47,19 @@ DEFAULT_SYMBOL = "series"
 _TIME_ALIASES: tuple[str, ...] = ("datetime", "timestamp", "date_time", "open_time", "ts")
 _SYMBOL_ALIASES: tuple[str, ...] = ("symbol", "ticker")
 _EPOCH_UNITS: tuple[tuple[float, str], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+
+MAX_PRICE_JUMP = 1e6
+"""A price this many times above or below the previous bar's close is a data error, not a market move.
+
+The wildest real one-bar moves (flash crashes, unadjusted splits) are a few thousand-fold; one bad
+print a million-fold off makes MACD, NATR and the other smoothed indicators non-finite in float32
+for thousands of later bars."""
+MAX_VALUE = 1e100
+"""Largest accepted price or volume: TA-Lib squares prices and multiplies them with volumes in float64
+(variances, money flow), which overflows above about 1e154."""
+DAY_NS = 86_400 * 10**9
+HOUR_NS = 3_600 * 10**9
+WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,94 @@ class Bars:
                 "filled": self.filled,
             }
         )
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """When one symbol's market trades, inferred from its own bars (UTC).
+
+    Attributes:
+        weekdays: (7,) bool, Monday first: weekdays with at least one bar. A weekday that occurs
+            inside the data's date range without a single bar (a weekend) is closed; one outside the
+            range is unknown and counted as open.
+        times_of_day: (bars per day,) bool: times of day that are open, or None when the resolution
+            is a day or coarser or does not divide a day (then every time of day is open). A time of
+            day is closed when no bar ever fell on it and it lies in a stretch of such times longer
+            than ``fill_gaps`` bars or one hour (a night); shorter stretches are missing data.
+    """
+
+    weekdays: np.ndarray
+    times_of_day: np.ndarray | None
+
+    @property
+    def always_open(self) -> bool:
+        """True for a 24/7 market (crypto, the synthetic sample): gaps are filled as before."""
+        return bool(self.weekdays.all()) and (self.times_of_day is None or bool(self.times_of_day.all()))
+
+    def is_open(self, times: np.ndarray, resolution: int) -> np.ndarray:
+        """Whether the market is open at each of ``times`` (int64 ns UTC)."""
+        open_ = self.weekdays[_weekday(times)]
+        if self.times_of_day is not None:
+            open_ &= self.times_of_day[(times % DAY_NS) // resolution]
+        return open_
+
+    def describe(self, resolution: int) -> dict:
+        """The calendar as recorded in ``scaling_metadata.json``: open weekdays and UTC sessions."""
+        if self.times_of_day is None or self.times_of_day.all():
+            hours = ["00:00-24:00"]
+        else:
+            n = len(self.times_of_day)
+            hours = [f"{_clock(a * resolution)}-{_clock((b - n if b > n else b) * resolution)}"
+                     for a, b in _runs(self.times_of_day)]
+        return {
+            "always_open": self.always_open,
+            "weekdays": [d for d, is_open in zip(WEEKDAYS, self.weekdays) if is_open],
+            "hours_utc": hours,
+        }
+
+
+def infer_calendar(times: np.ndarray, resolution: int, fill_gaps: int) -> Calendar:
+    """The trading calendar of one symbol from its (real, sorted) bar times; see ``Calendar``."""
+    weekdays = np.zeros(7, dtype=bool)
+    weekdays[_weekday(times)] = True
+    first_day, last_day = int(times[0] // DAY_NS), int(times[-1] // DAY_NS)
+    in_range = np.zeros(7, dtype=bool)
+    in_range[(np.arange(first_day, min(last_day, first_day + 6) + 1) + 3) % 7] = True
+    weekdays |= ~in_range  # never seen, never tested: unknown, so open
+    times_of_day = None
+    if resolution < DAY_NS and DAY_NS % resolution == 0:
+        seen = np.zeros(DAY_NS // resolution, dtype=bool)
+        seen[(times % DAY_NS) // resolution] = True
+        times_of_day = np.ones(len(seen), dtype=bool)
+        longest_hole = min(fill_gaps, max(1, HOUR_NS // resolution))
+        for start, stop in _runs(~seen):
+            if stop - start > longest_hole:
+                times_of_day[np.arange(start, stop) % len(seen)] = False
+    return Calendar(weekdays, times_of_day)
+
+
+def _weekday(times: np.ndarray) -> np.ndarray:
+    """Monday = 0 for int64 ns UTC times (1970-01-01 was a Thursday)."""
+    return (times // DAY_NS + 3) % 7
+
+
+def _clock(ns: int) -> str:
+    minutes = int(ns // MINUTE_NS)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a circular mask as ``(start, stop)``; a run may wrap (``stop`` past the end)."""
+    n = len(mask)
+    if mask.all():
+        return [(0, n)]
+    if not mask.any():
+        return []
+    shift = int(np.argmin(mask))  # start the scan on a False so no run wraps inside the scan
+    rolled = np.roll(mask, -shift).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], rolled, [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a + shift) % n, int(a + shift) % n + int(b - a)) for a, b in zip(starts, stops)]
 
 
 def load_bars(source: pd.DataFrame | str | os.PathLike[str], *, fill_gaps: int = 5) -> Bars:
@@ -305,12 +411,38 @@ def _parse_times(values: pd.Series, origin: tuple[str, str]) -> np.ndarray:
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        _check_mixed_awareness(values, bad, row, origin)
         raise PrepareError(
             f"{_where(origin, row)}: cannot parse the timestamp {_show(values.iloc[row])} "
             f"({int(bad.sum())} unparsable); "
             "write timestamps in one format, e.g. ISO 8601 2024-01-02 09:30:00, or as epoch seconds"
         )
     return parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+
+
+def _awareness(value: object) -> bool | None:
+    """Whether one timestamp value parses with a time-zone offset (True), without one (False), or not at all."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if pd.isna(stamp) else stamp.tzinfo is not None
+
+
+def _check_mixed_awareness(values: pd.Series, bad: np.ndarray, row: int, origin: tuple[str, str]) -> None:
+    """pandas reads a column in the awareness of its first value and drops the others to NaT: say so."""
+    failed = _awareness(values.iloc[row])
+    good = np.flatnonzero(~bad)
+    reference = int(good[0]) if good.size else None
+    if failed is None or reference is None or _awareness(values.iloc[reference]) == failed:
+        return
+    aware, naive = (row, reference) if failed else (reference, row)
+    raise PrepareError(
+        f"{origin[0]}: timestamps mix time zone awareness: {_where(origin, aware)} has an offset "
+        f"({_show(values.iloc[aware])}) but {_where(origin, naive)} has none ({_show(values.iloc[naive])}); "
+        f"{int(bad.sum())} rows differ from the first. Write every timestamp with its offset (e.g. +00:00), "
+        "or none (naive timestamps are taken as UTC)"
+    )
 
 
 def _numeric(values: pd.Series, column: str, origin: tuple[str, str]) -> np.ndarray:
@@ -407,9 +539,11 @@ def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, i
         raw, codes, times = raw[~dup].reset_index(drop=True), codes[~dup], times[~dup]
         raw.attrs = attrs
     bounds = np.concatenate(([0], np.flatnonzero(np.diff(codes)) + 1, [len(codes)])).astype(np.int64)
+    _check_plausible(raw, origins, bounds)
     resolution = _resolution(raw, origins, bounds, [str(s) for s in names])
     arrays = {c: raw[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS}
-    filled, bounds, gaps = _fill_gaps(times, arrays, bounds, resolution, fill_gaps)
+    calendars = [infer_calendar(times[bounds[i] : bounds[i + 1]], resolution, fill_gaps) for i in range(len(names))]
+    filled, bounds, gaps = _fill_gaps(times, arrays, bounds, resolution, fill_gaps, calendars)
     info.update(
         {
             "symbols": [str(s) for s in names],
@@ -420,7 +554,9 @@ def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, i
                 "gaps_filled": gaps["filled_gaps"],
                 "bars_filled": gaps["filled_bars"],
             },
-            "gaps_kept": {"count": gaps["kept"], "largest": gaps["largest"]},
+            "gaps_kept": {"count": gaps["kept"], "largest": gaps["largest"],
+                          "short_but_market_closed": gaps["closed"]},
+            "calendar": {str(s): c.describe(resolution) for s, c in zip(names, calendars)},
         }
     )
     return Bars(
@@ -468,20 +604,24 @@ def _resolution(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.nd
 
 
 def _fill_gaps(
-    times: np.ndarray, arrays: dict[str, np.ndarray], bounds: np.ndarray, resolution: int, fill_gaps: int
+    times: np.ndarray, arrays: dict[str, np.ndarray], bounds: np.ndarray, resolution: int, fill_gaps: int,
+    calendars: list[Calendar],
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """Insert flat, zero-volume bars into gaps of at most ``fill_gaps`` missing bars (vectorised)."""
+    """Insert flat, zero-volume bars into gaps of at most ``fill_gaps`` missing bars while the market is open."""
     missing = np.diff(times) // resolution - 1
     inside = np.ones(len(missing), dtype=bool)
     inside[bounds[1:-1] - 1] = False  # a step across two symbols is not a gap
     missing = np.where(inside, missing, 0)
     fill = (missing >= 1) & (missing <= fill_gaps)
-    kept = (missing > fill_gaps) & inside
+    closed = _closed_gaps(times, missing, fill, bounds, resolution, calendars)
+    fill &= ~closed
+    kept = (missing >= 1) & ~fill
     largest = int(missing[kept].max()) * resolution + resolution if kept.any() else 0
     stats = {
         "filled_gaps": int(fill.sum()),
         "filled_bars": int(missing[fill].sum()),
         "kept": int(kept.sum()),
+        "closed": int(closed.sum()),
         "largest": str(pd.Timedelta(largest)) if largest else None,
     }
     out = {c: arrays[c] for c in BAR_COLUMNS}
@@ -507,6 +647,74 @@ def _fill_gaps(
     added_before = np.searchsorted(after + 1, bounds, side="right")
     added_before[0] = 0
     return out, bounds + added_before, stats
+
+
+def _closed_gaps(times: np.ndarray, missing: np.ndarray, candidates: np.ndarray, bounds: np.ndarray,
+                 resolution: int, calendars: list[Calendar]) -> np.ndarray:
+    """Which candidate gaps fall (partly) on a closed market: a closed weekday or time of day, or, in a
+    market that closes at all, a whole day or more (a holiday)."""
+    closed = np.zeros(len(missing), dtype=bool)
+    for i, calendar in enumerate(calendars):
+        if calendar.always_open:
+            continue
+        at = np.flatnonzero(candidates[bounds[i] : max(bounds[i + 1] - 1, bounds[i])]) + bounds[i]
+        if at.size == 0:
+            continue
+        counts = missing[at]
+        owner = np.repeat(np.arange(len(at)), counts)
+        step = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        slot_open = calendar.is_open(times[at][owner] + step * resolution, resolution)
+        shut = np.bincount(owner, weights=~slot_open, minlength=len(at)) > 0
+        closed[at] = shut | (counts * resolution >= DAY_NS)
+    return closed
+
+
+def _check_plausible(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.ndarray) -> None:
+    """Refuse prices and volumes that cannot be market data (``MAX_PRICE_JUMP``, ``MAX_VALUE``), naming the bar.
+
+    ``raw`` is sorted by symbol and time; ``bounds`` delimits the symbols.
+    """
+    prices = np.stack([raw[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS[:4]])  # (4, n)
+    logs = np.log10(prices)
+    previous = np.full(prices.shape[1], np.nan)
+    previous[1:] = logs[3, :-1]
+    previous[bounds[:-1]] = np.nan  # the first bar of a symbol has no previous close
+    with np.errstate(invalid="ignore"):
+        jump = np.nanmax(np.abs(logs - previous), axis=0, initial=0.0)
+    jumps = np.flatnonzero(jump >= np.log10(MAX_PRICE_JUMP))
+    if jumps.size:
+        row = int(jumps[0])
+        start = int(bounds[np.searchsorted(bounds, row, side="right") - 1])
+        median = float(np.median(logs[3, start : int(bounds[np.searchsorted(bounds, row, side="right")])]))
+        # the bad bar is the one of the pair whose price lies farther from the symbol's median close
+        here = np.abs(logs[:, row] - median)
+        if abs(logs[3, row - 1] - median) > here.max():
+            row, column = row - 1, "close"
+        else:
+            column = BAR_COLUMNS[int(np.argmax(here))]
+        value = float(prices[BAR_COLUMNS.index(column), row])
+        neighbours = []
+        if row > start:
+            neighbours.append(f"previous close {prices[3, row - 1]:g}")
+        if row + 1 < len(raw) and row + 1 not in bounds:
+            neighbours.append(f"next close {prices[3, row + 1]:g}")
+        orders = abs(np.log10(value) - median)
+        raise PrepareError(
+            f"{_describe(raw, origins, row)} has an implausible {column} {value:g}: {orders:.0f} orders of magnitude "
+            f"away from its neighbours ({', '.join(neighbours)}; the symbol's median close is {10 ** median:g}), "
+            f"a jump of {MAX_PRICE_JUMP:g}x or more in one bar, which no market makes; {len(jumps)} such jump(s). "
+            "Fix or drop the bad bar in the source data."
+        )
+    for column in BAR_COLUMNS:
+        values = raw[column].to_numpy(dtype=np.float64)
+        huge = np.flatnonzero(values > MAX_VALUE)
+        if huge.size:
+            row = int(huge[0])
+            raise PrepareError(
+                f"{_describe(raw, origins, row)} has {column} {values[row]:g}, above {MAX_VALUE:g}: numbers that large "
+                f"overflow the indicator arithmetic (squares and products in float64); {huge.size} bar(s) affected. "
+                "Rescale the series (e.g. quote in thousands) or fix the bad bars."
+            )
 
 
 def _label(ns: int) -> str:

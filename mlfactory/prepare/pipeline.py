@@ -6,13 +6,20 @@ chronological splits with purge and embargo; fit the scaler on train; write
 ``{train,val,test}_scaled.parquet``, ``bars.parquet`` (the checked base bars, for the multi-resolution
 view) and ``scaling_metadata.json`` into a temporary directory and rename it into place, so a failed
 run never leaves a directory that looks valid.
+
+The temporary directory is ``.<output name>.partial-<pid>-<random>`` beside the output, created (with
+the ``UNFINISHED_MARKER`` file that the split loader refuses) before any computation, so an
+unwritable destination fails at once. A run killed by SIGKILL leaves it behind; the next run for
+the same output removes it once its process is gone.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -22,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlfactory.prepare import PrepareError, scaling
+from mlfactory.data.container import UNFINISHED_MARKER
+from mlfactory.prepare import OutputExistsError, PrepareError, scaling
 from mlfactory.prepare import timeframes as tfs
 from mlfactory.prepare.bars import BAR_COLUMNS, Bars, load_bars, whole_number
 from mlfactory.prepare.features import feature_names, symbol_features, timeframe_slices
@@ -34,6 +42,10 @@ METADATA_FILE = "scaling_metadata.json"
 BARS_FILE = "bars.parquet"
 """Every checked base bar (repairs included, ``filled`` marks them): what multi-resolution windows read."""
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+DEFAULT_MAX_DROP_SHARE = 0.01
+"""Largest share of a symbol's rows (after the warm-up) that a step may drop for non-finite features or
+missing labels before prepare refuses; normal data drops none."""
+_TEMPORARY = re.compile(r"\.(partial|replaced)-(\d+)-[0-9a-f]{8}")
 _CHUNK_ROWS = 65_536  # rows per parquet row group: bounds the memory of writing
 
 
@@ -63,6 +75,7 @@ class _Options:
     vol_window: int
     fill_gaps: int
     return_attribution: bool
+    max_drop_share: float
 
 
 def prepare_splits(
@@ -79,6 +92,7 @@ def prepare_splits(
     vol_window: int = 100,
     fill_gaps: int = 5,
     return_attribution: bool = False,
+    max_drop_share: float = DEFAULT_MAX_DROP_SHARE,
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
@@ -96,8 +110,11 @@ def prepare_splits(
         scaler: ``robust`` (median/IQR), ``standard``, ``minmax`` or ``none``; fitted on train only.
         barrier_k: barrier width in units of ``vol * sqrt(H)``.
         vol_window: bars of 1-bar log returns in the barrier volatility.
-        fill_gaps: gaps of at most this many missing bars are filled with flat bars (0: no filling).
+        fill_gaps: gaps of at most this many missing bars are filled with flat bars (0: no filling), while
+            the market is open by the calendar inferred from each symbol's bars (``bars.Calendar``).
         return_attribution: multiply the uniqueness weights by the absolute return attribution.
+        max_drop_share: refuse when non-finite features or missing labels would drop more than this share of a
+            symbol's rows after the warm-up (the drops below it are counted in ``input.per_symbol``).
         overwrite: replace an existing ``output_dir``.
         progress: show a progress bar (tqdm) over the stages and symbols.
 
@@ -105,14 +122,28 @@ def prepare_splits(
         ``output_dir``.
 
     Raises:
-        PrepareError: bad options or bad bars, with what was wrong, where, and what to do.
+        PrepareError: bad options, bad bars or an unwritable output, with what was wrong, where, and what to do
+            (``OutputExistsError`` when the output exists and ``overwrite`` is not set).
     """
     options = _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_window, fill_gaps,
-                             return_attribution)
+                             return_attribution, max_drop_share)
     for name in [timeframes] if isinstance(timeframes, str) else timeframes or ():
         tfs.parse(name)  # a misspelt timeframe fails before the bars are read
     out = Path(output_dir)
     _check_output(out, overwrite, None if isinstance(bars, pd.DataFrame) else Path(bars))
+    tmp, created = _start_output(out)
+    try:
+        _prepare_into(tmp, out, bars, timeframes, options, overwrite, progress)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not out.exists():
+            _remove_empty(created)
+    return out
+
+
+def _prepare_into(tmp: Path, out: Path, bars, timeframes, options: _Options, overwrite: bool, progress: bool) -> None:
+    """Every stage after the output checks: compute, write into ``tmp``, rename ``tmp`` to ``out``."""
     with _Progress(progress) as bar:
         bar.stage("read bars")
         loaded = load_bars(bars, fill_gaps=options.fill_gaps)
@@ -131,8 +162,8 @@ def prepare_splits(
         bar.stage("fit scaler")
         center, scale = scaling.fit(options.scaler, _train_columns(symbols, len(names)))
         meta = _metadata(loaded, symbols, names, frames_ns, options, cuts, center, scale)
-        _write_atomically(out, overwrite, loaded, symbols, names, center, scale, weights, options.horizons, meta, bar)
-    return out
+        _write_atomically(tmp, out, overwrite, loaded, symbols, names, center, scale, weights, options.horizons, meta,
+                          bar)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,7 +172,7 @@ def prepare_splits(
 
 
 def _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_window, fill_gaps,
-                   return_attribution) -> _Options:
+                   return_attribution, max_drop_share) -> _Options:
     if isinstance(horizons, (str, int)):
         horizons = [horizons]
     hs = tuple(whole_number(h, "each horizon", 1) for h in horizons)
@@ -165,6 +196,12 @@ def _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_w
         k = math.nan
     if not (math.isfinite(k) and k > 0):
         raise PrepareError(f"barrier_k must be a finite number > 0, got {barrier_k!r}")
+    try:
+        share = float(max_drop_share)
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0 <= share <= 1:
+        raise PrepareError(f"max_drop_share must be a number from 0 to 1, got {max_drop_share!r}")
     return _Options(
         horizons=hs,
         fractions=fr,
@@ -175,12 +212,23 @@ def _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_w
         vol_window=whole_number(vol_window, "vol_window", 2),
         fill_gaps=whole_number(fill_gaps, "fill_gaps", 0),
         return_attribution=bool(return_attribution),
+        max_drop_share=share,
     )
 
 
 def _check_output(out: Path, overwrite: bool, source: Path | None) -> None:
-    if out.exists() and not out.is_dir():
-        raise PrepareError(f"output {out} is a file; choose a directory path")
+    """Refuse an output path that prepare cannot (or must not) replace, before any work."""
+    for ancestor in (out, *out.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is a file" if ancestor == out else f"lies under {ancestor}, which is a file"
+                raise PrepareError(f"output {out} {where}; choose a directory path")
+            break
+    if os.path.ismount(out):
+        raise PrepareError(
+            f"output {out} is a mount point, which prepare cannot replace by a rename (it writes a temporary "
+            f"directory beside the output and renames it into place); write to a directory inside it, e.g. {out / 'splits'}"
+        )
     if source is not None:
         target, given = out.resolve(), source.resolve()
         if target == given or target in given.parents:
@@ -188,11 +236,84 @@ def _check_output(out: Path, overwrite: bool, source: Path | None) -> None:
     if not (out.is_dir() and any(out.iterdir())):
         return
     if not overwrite:
-        raise PrepareError(f"output directory {out} already exists and is not empty; pass --overwrite "
-                           "(overwrite=True) to replace it, or choose another path")
+        raise OutputExistsError(f"output directory {out} already exists and is not empty; pass {{option}} to replace "
+                                "it, or choose another path")
     if not (out / METADATA_FILE).is_file():
-        raise PrepareError(f"output directory {out} is not a split directory (it has no {METADATA_FILE}); "
-                           "--overwrite only replaces split directories, so remove it yourself or choose another path")
+        raise OutputExistsError(f"output directory {out} is not a split directory (it has no {METADATA_FILE}); "
+                                "{option} only replaces split directories, so remove it yourself or choose another path")
+
+
+def _start_output(out: Path) -> tuple[Path, list[Path]]:
+    """Remove stale temporaries of ``out``, then create its parents and a marked temporary directory.
+
+    Done before any computation, so an unwritable destination (read-only file system, no permission,
+    no space) fails at once. Returns the temporary directory and the parents that were created.
+    """
+    _remove_stale_temporaries(out)
+    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()][::-1]
+    created: list[Path] = []
+    tmp = _temporary(out, "partial")
+    try:
+        for directory in missing:
+            directory.mkdir()
+            created.append(directory)
+        tmp.mkdir()
+        (tmp / UNFINISHED_MARKER).write_text(f"mlfactory prepare (pid {os.getpid()}) is writing {out}\n")
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise PrepareError(f"cannot write the output {out}: {_reason(err)}; choose a writable location") from None
+    return tmp, created
+
+
+def _temporary(out: Path, kind: str) -> Path:
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete temporaries of this output (``.<name>.partial-<pid>-*``, ``.replaced-``) whose process is gone."""
+    if not out.parent.is_dir():
+        return
+    prefix = f".{out.name}"
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = _TEMPORARY.fullmatch(entry.name[len(prefix):])
+        if match and entry.is_dir() and (entry / UNFINISHED_MARKER).is_file() and not _alive(int(match.group(2))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove the parents prepare created, innermost first, where they are still empty."""
+    for directory in reversed(directories):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+def _reason(err: OSError) -> str:
+    """An OSError in words: what failed, on which path."""
+    code = errno.errorcode.get(err.errno or 0)
+    what = err.strerror or str(err)
+    where = f" ({err.filename})" if err.filename else ""
+    return f"{what}{where}" + (f" [{code}]" if code else "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,12 +333,14 @@ def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options,
     has_features = np.ones(len(times), dtype=bool)
     for column in features:
         has_features &= np.isfinite(column)
-    keep = has_features & ~bars.filled[rows]
+    has_labels = np.ones(len(times), dtype=bool)
     for lab in labels.values():
-        keep &= np.isfinite(lab.label)
-    kept = np.flatnonzero(keep)
+        has_labels &= np.isfinite(lab.label)
+    real = ~bars.filled[rows]
+    kept = np.flatnonzero(has_features & has_labels & real)
     if kept.size == 0:
         raise PrepareError(_no_rows_message(name, times, features, frames_ns, options))
+    dropped = _count_drops(name, times, features, has_features, has_labels, real, frames_ns, options)
     weights = {
         h: sample_weights(kept, lab.end[kept], raw["close"], attribution=options.return_attribution)
         for h, lab in labels.items()
@@ -227,9 +350,47 @@ def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options,
         "filled_bars": int(bars.filled[rows].sum()),
         "first_row_with_all_features": _iso(times[int(np.argmax(has_features))]) if has_features.any() else None,
         "sample_rows": int(kept.size),
+        "rows_dropped": dropped,
         "incomplete_bins_dropped": incomplete,
     }
     return _Symbol(name, times, raw, features, labels, kept, weights, stats)
+
+
+def _count_drops(name: str, times: np.ndarray, features: np.ndarray, has_features: np.ndarray,
+                 has_labels: np.ndarray, real: np.ndarray, frames_ns: list[int], options: _Options) -> dict[str, int]:
+    """Count the real bars that are not sample rows, by reason; refuse when a step drops too many.
+
+    Expected drops are the warm-up (before the first bar with every feature, and the labels' volatility
+    warm-up) and the last bars, whose label horizon runs past the data. Anything else, a non-finite
+    feature or a missing label in between, is counted, and over ``max_drop_share`` of the rows in
+    between it is an error naming the step, the counts and the first bar.
+    """
+    index = np.arange(len(times))
+    first = int(np.argmax(has_features))
+    labelled = np.flatnonzero(has_labels)
+    between = real & (index >= max(first, int(labelled[0]))) & (index <= int(labelled[-1]))
+    no_features = between & ~has_features
+    no_labels = between & has_features & ~has_labels
+    counts = {
+        "warm_up_and_end": int((real & ~between).sum()),
+        "non_finite_features": int(no_features.sum()),
+        "missing_labels": int(no_labels.sum()),
+    }
+    total = int(between.sum())
+    for step, bad in (("features", no_features), ("labels", no_labels)):
+        n = int(bad.sum())
+        if n > options.max_drop_share * total:
+            row = int(np.argmax(bad))
+            detail = ""
+            if step == "features":
+                column = int(np.argmax(~np.isfinite(features[:, row])))
+                detail = f" ({feature_names(frames_ns)[column]} is {features[column, row]})"
+            raise PrepareError(
+                f"the {step} step would drop {n:,} of {total:,} rows of symbol {name!r} after the warm-up "
+                f"({n / total:.1%}, more than max_drop_share {options.max_drop_share:.1%}); the first is "
+                f"{_iso(times[row])}{detail}. Look for bad bars before it, or raise the limit if this is expected."
+            )
+    return counts
 
 
 def _no_rows_message(name: str, times: np.ndarray, features: np.ndarray, frames_ns: list[int],
@@ -329,12 +490,10 @@ def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
-def _write_atomically(out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str], center: np.ndarray,
-                      scale: np.ndarray, weights: dict, horizons: tuple[int, ...], meta: dict,
+def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str],
+                      center: np.ndarray, scale: np.ndarray, weights: dict, horizons: tuple[int, ...], meta: dict,
                       bar: "_Progress") -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    """Write every file into the marked ``tmp``, then unmark it and rename it to ``out``."""
     old = None
     try:
         bar.stage("write splits")
@@ -345,13 +504,24 @@ def _write_atomically(out: Path, overwrite: bool, bars: Bars, symbols: list[_Sym
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if out.is_dir() and any(out.iterdir()):
             if not overwrite:  # appeared while we worked
-                raise PrepareError(f"output directory {out} appeared while preparing; pass --overwrite to replace it")
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+                raise OutputExistsError(f"output directory {out} appeared while preparing; pass {{option}} to replace it")
+            old = _temporary(out, "replaced")
             os.replace(out, old)
+            (old / UNFINISHED_MARKER).write_text(f"mlfactory prepare (pid {os.getpid()}) is replacing {out}\n")
+        (tmp / UNFINISHED_MARKER).unlink()
         os.replace(tmp, out)
+    except OSError as err:
+        if old is not None and not out.exists():
+            try:  # put the previous output back
+                (old / UNFINISHED_MARKER).unlink(missing_ok=True)
+                os.replace(old, out)
+                old = None
+            except OSError:
+                pass
+        full = err.errno == errno.ENOSPC or "No space left" in str(err)
+        full = " The file system is full: free space or choose another output." if full else ""
+        raise PrepareError(f"cannot write the splits to {out}: {_reason(err)}; nothing was written.{full}") from None
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 

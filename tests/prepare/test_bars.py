@@ -115,7 +115,7 @@ def test_short_gaps_are_filled_with_flat_bars_and_long_gaps_kept(small):
         np.testing.assert_array_equal(getattr(bars, column)[filled], frame["close"][9])
     assert (bars.volume[filled] == 0).all()
     assert bars.report["repairs"]["gaps_filled"] == 1 and bars.report["repairs"]["bars_filled"] == 3
-    assert bars.report["gaps_kept"] == {"count": 1, "largest": "0 days 01:01:00"}
+    assert bars.report["gaps_kept"] == {"count": 1, "largest": "0 days 01:01:00", "short_but_market_closed": 0}
     unfilled = load_bars(gappy, fill_gaps=0)
     assert not unfilled.filled.any() and unfilled.report["gaps_kept"]["count"] == 2
 

@@ -131,7 +131,7 @@ def test_filled_gap_bars_feed_the_indicators_but_are_never_rows(short_bars, tmp_
 def test_output_is_written_atomically_and_never_overwritten_by_accident(short_bars, tmp_path):
     out = prepare_splits(short_bars, tmp_path / "out", **FAST)
     before = read(out)["train"]
-    with pytest.raises(PrepareError, match="already exists and is not empty; pass --overwrite"):
+    with pytest.raises(PrepareError, match="already exists and is not empty; pass overwrite=True to replace it"):
         prepare_splits(short_bars, out, **FAST)
     prepare_splits(short_bars, out, overwrite=True, horizons=(5,), **FAST)
     assert metadata(out)["horizons"] == [5] and len(read(out)["train"]) != len(before)
