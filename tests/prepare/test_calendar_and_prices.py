@@ -51,14 +51,13 @@ def test_daily_crypto_bars_still_get_a_missing_day_filled(source):
     days = pd.date_range("2023-01-01", periods=400, freq="D", tz="UTC")
     bars = load_bars(restamp(source, days.delete([30, 100, 101])), fill_gaps=5)
     assert bars.report["calendar"]["EQ"]["always_open"]
-    assert bars.report["repairs"] | {"rows_sorted": 0} == {"rows_sorted": 0, "duplicates_dropped": 0,
-                                                           "gaps_filled": 2, "bars_filled": 3}
+    assert bars.report["repairs"]["gaps_filled"] == 2 and bars.report["repairs"]["bars_filled"] == 3
 
 
 def test_session_minute_bars_fill_only_inside_the_session(source):
     days = pd.bdate_range("2024-03-04", periods=14, tz="UTC")
     stamps = session_minutes(days.delete(8))  # one holiday
-    frame = restamp(pd.concat([source] * 1, ignore_index=True), stamps)
+    frame = restamp(source, stamps)
     gappy = frame.drop(index=[1000, 1001, 1002]).reset_index(drop=True)  # 3 minutes inside day 3's session
     for fill_gaps in (5, 3000):  # even a huge fill_gaps never bridges a night, a weekend or the holiday
         bars = load_bars(gappy, fill_gaps=fill_gaps)
