@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlfactory.atomic import is_partial
 from mlfactory.errors import DataError
 
 if TYPE_CHECKING:
@@ -143,9 +144,9 @@ class TimeSeriesDataContainer:
                 f"data directory {data_dir} does not exist. Point --data.data_dir at a folder holding "
                 f"{', '.join(split_file(s) for s in SPLITS)}, or leave it unset to use the embedded sample data."
             )
-        if (data_dir / UNFINISHED_MARKER).exists():
+        if (data_dir / UNFINISHED_MARKER).exists() or is_partial(data_dir):
             raise DataError(
-                f"{data_dir} is an unfinished mlfactory prepare output (it holds {UNFINISHED_MARKER}): the run that "
+                f"{data_dir} is an unfinished mlfactory prepare output (a .partial temporary): the run that "
                 "wrote it was interrupted. Delete it and point --data.data_dir at the finished directory, or run prepare again."
             )
         tables = {split: _read_table(data_dir / split_file(split)) for split in SPLITS}

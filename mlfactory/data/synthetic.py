@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -181,9 +180,10 @@ def make_sample_splits(
     Everything after the generator is ``prepare_splits`` with its defaults (``fractions`` unset:
     0.7/0.15/0.15 by time; purge of the longest horizon, ``embargo`` bars, robust scaler fitted on train); the
     generator's settings are added to ``scaling_metadata.json`` under ``generator``. An existing
-    complete directory is left as it is. The directory is prepared under a temporary sibling name
-    and renamed, so concurrent callers are safe and the first to finish wins.
+    complete directory is left as it is. The directory is prepared under a temporary ``.partial``
+    sibling (:mod:`mlfactory.atomic`) and renamed, so concurrent callers are safe and the first to finish wins.
     """
+    from mlfactory.atomic import partial_path, remove_stale_partials
     from mlfactory.prepare.pipeline import METADATA_FILE, prepare_splits
 
     out = Path(output_dir)
@@ -193,7 +193,8 @@ def make_sample_splits(
         raise DataError(f"{out} exists but is not a complete split directory; remove it or choose another path")
     bars = generate_bars(n_bars=n_bars, symbols=symbols, signal=signal, signal_strength=signal_strength, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    remove_stale_partials(out)
+    tmp = partial_path(out)  # the split loader refuses .partial paths, so a killed build is never read
     try:
         prepare_splits(bars, tmp, horizons=horizons, timeframes=timeframes, fractions=fractions, embargo=embargo)
         meta = json.loads((tmp / METADATA_FILE).read_text())

@@ -40,7 +40,7 @@ import numpy as np
 
 from mlfactory.data.container import METADATA_FILE, class_mapping
 from mlfactory.errors import ConfigError, MLFactoryError, RegistryError, RunError
-from mlfactory.inference.partial import is_partial, partial_path, remove_stale_partials
+from mlfactory.atomic import is_partial, partial_path, remove_stale_partials
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,7 +30,7 @@ from torch import nn
 
 from mlfactory.errors import ModelError
 from mlfactory.inference.bundle import BundleError, ModelBundle
-from mlfactory.inference.partial import partial_path, remove_stale_partials
+from mlfactory.atomic import partial_path, remove_stale_partials
 
 INPUT_NAME, OUTPUT_NAME = "features", "probabilities"
 INSTALL_HINT = "pip install 'mlfactory[onnx]' (onnx, onnxscript and onnxruntime)"

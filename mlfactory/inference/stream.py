@@ -5,7 +5,7 @@ the input is read with ``ParquetFile.iter_batches`` or ``pandas.read_csv(chunksi
 chunk's predictions are written as one row group with ``ParquetWriter``. Only the columns the model
 needs are read. The output is written to a ``.partial`` temporary beside it and renamed when complete,
 so a failed run leaves no output that looks valid; what a killed run left is removed by the next run
-that writes the same output (:mod:`mlfactory.inference.partial`).
+that writes the same output (:mod:`mlfactory.atomic`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import pandas as pd
 
 from mlfactory.errors import DataError
-from mlfactory.inference.partial import partial_path, remove_stale_partials
+from mlfactory.atomic import partial_path, remove_stale_partials
 from mlfactory.inference.predictor import DATETIME, SYMBOL, output_frame
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ chronological splits with purge and embargo; fit the scaler on train; write
 view) and ``scaling_metadata.json`` into a temporary directory and rename it into place, so a failed
 run never leaves a directory that looks valid.
 
-The temporary directory is ``.<output name>.partial-<pid>-<random>`` beside the output, created (with
-the ``UNFINISHED_MARKER`` file that the split loader refuses) before any computation, so an
-unwritable destination fails at once. A run killed by SIGKILL leaves it behind; the next run for
-the same output removes it once its process is gone.
+The temporary directory is ``<output name>.<pid>-<random>.partial`` beside the output
+(:mod:`mlfactory.atomic`), created (with the ``UNFINISHED_MARKER`` file; the split loader refuses both)
+before any computation, so an unwritable destination fails at once. A run killed by SIGKILL leaves it
+behind; the next run for the same output removes it once its process is gone.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import errno
 import json
 import math
 import os
-import re
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlfactory.atomic import partial_path, remove_stale_partials
 from mlfactory.data.container import UNFINISHED_MARKER
 from mlfactory.prepare import OutputExistsError, PrepareError, scaling
 from mlfactory.prepare import timeframes as tfs
@@ -45,7 +44,6 @@ DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 DEFAULT_MAX_DROP_SHARE = 0.01
 """Largest share of a symbol's rows (after the warm-up) that a step may drop for non-finite features or
 missing labels before prepare refuses; normal data drops none."""
-_TEMPORARY = re.compile(r"\.(partial|replaced)-(\d+)-[0-9a-f]{8}")
 _CHUNK_ROWS = 65_536  # rows per parquet row group: bounds the memory of writing
 
 
@@ -249,10 +247,10 @@ def _start_output(out: Path) -> tuple[Path, list[Path]]:
     Done before any computation, so an unwritable destination (read-only file system, no permission,
     no space) fails at once. Returns the temporary directory and the parents that were created.
     """
-    _remove_stale_temporaries(out)
+    remove_stale_partials(out)
     missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()][::-1]
     created: list[Path] = []
-    tmp = _temporary(out, "partial")
+    tmp = partial_path(out)
     try:
         for directory in missing:
             directory.mkdir()
@@ -264,39 +262,6 @@ def _start_output(out: Path) -> tuple[Path, list[Path]]:
         _remove_empty(created)
         raise PrepareError(f"cannot write the output {out}: {_reason(err)}; choose a writable location") from None
     return tmp, created
-
-
-def _temporary(out: Path, kind: str) -> Path:
-    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporaries of this output (``.<name>.partial-<pid>-*``, ``.replaced-``) whose process is gone."""
-    if not out.parent.is_dir():
-        return
-    prefix = f".{out.name}"
-    try:
-        entries = list(out.parent.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        match = _TEMPORARY.fullmatch(entry.name[len(prefix):])
-        if match and entry.is_dir() and (entry / UNFINISHED_MARKER).is_file() and not _alive(int(match.group(2))):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists but belongs to someone else
-        return True
-    return True
 
 
 def _remove_empty(directories: list[Path]) -> None:
@@ -505,7 +470,7 @@ def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols
         if out.is_dir() and any(out.iterdir()):
             if not overwrite:  # appeared while we worked
                 raise OutputExistsError(f"output directory {out} appeared while preparing; pass {{option}} to replace it")
-            old = _temporary(out, "replaced")
+            old = partial_path(out)
             os.replace(out, old)
             (old / UNFINISHED_MARKER).write_text(f"mlfactory prepare (pid {os.getpid()}) is replacing {out}\n")
         (tmp / UNFINISHED_MARKER).unlink()

@@ -149,13 +149,13 @@ def test_a_sigkilled_prepare_leaves_a_marked_temporary_that_the_next_run_removes
     deadline = time.monotonic() + 120
     partial: list[Path] = []
     while not partial and time.monotonic() < deadline and process.poll() is None:
-        partial = list(tmp_path.glob(".out.partial-*"))
+        partial = list(tmp_path.glob("out.*.partial"))
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert partial, "prepare finished before it could be killed, or never started"
     [left] = partial
-    assert left.name.startswith(f".out.partial-{process.pid}-") and (left / UNFINISHED_MARKER).is_file()
+    assert left.name.startswith(f"out.{process.pid}-") and (left / UNFINISHED_MARKER).is_file()
     assert not out.exists()
     prepare_splits(tmp_path / "bars.parquet", out, **FAST)  # the next run removes the dead run's temporary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.parquet", "out"]
@@ -164,7 +164,7 @@ def test_a_sigkilled_prepare_leaves_a_marked_temporary_that_the_next_run_removes
 def test_the_loader_refuses_a_complete_but_unfinished_split_set(short_bars, tmp_path):
     done = prepare_splits(short_bars, tmp_path / "done", **FAST)
     assert not (done / UNFINISHED_MARKER).exists()
-    stale = tmp_path / f".out.partial-{dead_pid()}-0123abcd"
+    stale = tmp_path / f"out.{dead_pid()}-0123abcd.partial"
     shutil.copytree(done, stale)
     (stale / UNFINISHED_MARKER).write_text("killed")
     with pytest.raises(DataError, match=r"is an unfinished mlfactory prepare output .* interrupted") as caught:
@@ -176,19 +176,17 @@ def test_only_stale_temporaries_of_the_same_output_are_removed(short_bars, tmp_p
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         keep = {
-            f".out.partial-{alive.pid}-0123abcd",  # its process still runs
-            f".other.partial-{dead_pid()}-0123abcd",  # another output
-            f".out.partial-{dead_pid()}-nothex00",  # not a name prepare makes
+            f"out.{alive.pid}-0123abcd.partial",  # its process still runs
+            f"other.{dead_pid()}-0123abcd.partial",  # another output
+            f"out.{dead_pid()}-nothex00.partial",  # not a name mlfactory makes
         }
-        gone = {f".out.partial-{dead_pid()}-0123abcd", f".out.replaced-{dead_pid()}-89abcdef"}
+        gone = {f"out.{dead_pid()}-0123abcd.partial", f"out.{dead_pid()}-89abcdef.partial"}
         for name in keep | gone:
             (tmp_path / name).mkdir()
             (tmp_path / name / UNFINISHED_MARKER).write_text("")
-        unmarked = tmp_path / f".out.partial-{dead_pid()}-fedcba98"  # without the marker: not ours
-        unmarked.mkdir()
         prepare_splits(short_bars, tmp_path / "out", **FAST)
         left = {p.name for p in tmp_path.iterdir()}
-        assert left == keep | {unmarked.name, "out"}
+        assert left == keep | {"out"}
     finally:
         alive.kill()
         alive.wait()

@@ -1,10 +1,11 @@
 """Temporaries of files and folders being written: named so nothing mistakes them for output.
 
-A file or folder is written beside its final place as ``<name>.<pid>-<random>.partial`` and renamed
-into place when complete. No loader accepts a ``.partial`` path (``mlfactory predict`` writes only
-``.parquet``/``.pq``, ``ModelBundle.load`` refuses ``.partial`` folders), and the writer's process id
-in the name lets the next writer of the same target remove what a killed process left behind,
-without touching the temporaries of a writer that is still running.
+Every writer in mlfactory (prepare's split directories, the sample data, bundles, streamed
+predictions, ONNX files) writes beside the final place as ``<name>.<pid>-<random>.partial`` and renames
+into place when complete. No loader accepts a ``.partial`` path (the split loader, ``ModelBundle.load``
+and ``mlfactory predict``'s output check refuse it), and the writer's process id in the name lets the
+next writer of the same target remove what a killed process left behind, without touching the
+temporaries of a writer that is still running.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def partial_path(target: Path) -> Path:
 
 
 def is_partial(path: Path) -> bool:
-    """Whether ``path`` names an unfinished temporary."""
-    return path.name.endswith(PARTIAL_SUFFIX)
+    """Whether ``path`` names an unfinished temporary (see :func:`partial_path`)."""
+    return Path(path).name.endswith(PARTIAL_SUFFIX)
 
 
 def remove_stale_partials(target: Path) -> list[Path]:
@@ -44,7 +45,7 @@ def remove_stale_partials(target: Path) -> list[Path]:
     removed = []
     for path in folder.iterdir():
         match = next((m for m in (p.fullmatch(path.name) for p in patterns) if m), None)
-        if match is None or _running(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -54,8 +55,10 @@ def remove_stale_partials(target: Path) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process with id ``pid`` exists; when that cannot be told, assume it does (keep its files)."""
+    if pid == os.getpid():
+        return True
     if os.name != "posix" or pid <= 0:
         return True  # os.kill(pid, 0) would end the process on Windows
     try:
