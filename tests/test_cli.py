@@ -249,3 +249,88 @@ def test_mixed_voting_members_on_the_command_line(sample_dir, tmp_path):
     assert main(["test", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path / "t"), *QUIET]) == 0
     tested = read_json(latest_run(tmp_path / "t") / "metrics" / "evaluation_metrics.json")["test"]
     assert scalars(tested) == pytest.approx(scalars(read_json(run / "metrics" / "evaluation_metrics.json")["test"]))
+
+
+# --- checkpoints are input from outside: only registered model classes are imported ------------------
+def tampered(ckpt: Path, target: Path, edit) -> Path:
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, target)
+    return target
+
+
+TAMPERING = {
+    "identity": (lambda c: c["mlfactory"].update(class_path="os.system"), "names model class 'os.system'"),
+    "lightning_class_path": (lambda c: c["hyper_parameters"].update(_class_path="subprocess.Popen"),
+                             "names model class 'subprocess.Popen'"),
+    "nested_member": (lambda c: c["hyper_parameters"].update(members=[{"class_path": "os.system",
+                                                                      "init_args": {"command": "touch pwned"}}]),
+                      "names class 'os.system'"),
+    "reserved_key": (lambda c: c["hyper_parameters"].update(class_path="os.system"), "names class 'os.system'"),
+    "data_key": (lambda c: c["datamodule_hyper_parameters"].update({"x.class_path": "os.system"}),
+                 "setting named 'x.class_path'"),
+}
+
+
+@pytest.mark.parametrize(
+    "how, command",
+    # fit passes no data settings from the checkpoint, so only the model's classes matter there
+    [(how, command) for how in sorted(TAMPERING) for command in ("fit", "validate", "test", "predict")
+     if (how, command) != ("data_key", "fit")],
+)
+def test_a_tampered_checkpoint_naming_another_class_is_refused(how, command, xgboost_run, tmp_path, capsys):
+    edit, message = TAMPERING[how]
+    ckpt = tampered(xgboost_run / "checkpoints" / "best.ckpt", tmp_path / "tampered.ckpt", edit)
+    model = ["--model", "xgboost"] if command == "fit" else []
+    code = main([command, *model, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "lightning_logs").exists() and not Path("pwned").exists()
+
+
+def test_a_checkpoint_of_a_class_registered_in_process_is_accepted(monkeypatch):
+    from mlfactory import registry
+    from mlfactory.models.boosting.xgboost import XGBoostModel
+    from mlfactory.registry import register
+
+    # registered for this test only
+    monkeypatch.setattr(registry, "_runtime", dict(registry._runtime))
+    monkeypatch.setattr(registry, "_runtime_classes", dict(registry._runtime_classes))
+
+    @register(name="my_xgboost", family="boosting", input_kind="tabular")
+    class MyXGBoost(XGBoostModel):
+        """XGBoost registered by a notebook."""
+
+    class_path = f"{MyXGBoost.__module__}.{MyXGBoost.__qualname__}"
+    from mlfactory.cli.lightning_cli import _check_checkpoint_classes
+
+    _check_checkpoint_classes("x.ckpt", {"mlfactory": {"class_path": class_path}, "hyper_parameters": {}})
+
+
+# --- epochs: estimators fit once; no model trains for 0 or fewer than -1 epochs --------------------------
+@pytest.mark.parametrize(
+    "model, max_epochs, message",
+    [
+        (["--model", "xgboost"], "-1", "is fitted once by its library, so --trainer.max_epochs -1 does not apply"),
+        (["--model", "random_forest"], "0", "--trainer.max_epochs 0 trains nothing"),
+        (["--model", "lstm"], "0", "--trainer.max_epochs 0 trains nothing"),
+        (["--model", "lstm"], "-2", "--trainer.max_epochs -2 trains nothing"),
+    ],
+)
+def test_max_epochs_that_cannot_train_are_refused_in_one_line(model, max_epochs, message, sample_dir, tmp_path, capsys):
+    code = main(["fit", *model, "--trainer.max_epochs", max_epochs, "--data.data_dir", str(sample_dir),
+                 "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().splitlines()[-1].startswith("mlfactory: error:") and message in err, err
+    assert not list(tmp_path.glob("lightning_logs/*/*/status.json"))  # refused before the run started
+
+
+def test_an_estimator_under_a_plain_trainer_refuses_zero_epochs(sample_dir, make_trainer):
+    from mlfactory import FactoryDataModule, create_model
+    from mlfactory.errors import ModelError
+
+    trainer = make_trainer(max_epochs=0)
+    with pytest.raises(ModelError, match="fitted once by its library, so max_epochs=0"):
+        trainer.fit(create_model("xgboost", n_estimators=5), datamodule=FactoryDataModule(data_dir=str(sample_dir)))

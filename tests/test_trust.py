@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from mlfactory import FactoryDataModule, RunRecord, create_model
 from mlfactory.cli import main
 from mlfactory.cli.lightning_cli import new_run_id
 from mlfactory.data.container import SPLITS, split_file
+from mlfactory.evaluation.compare import leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -83,6 +86,10 @@ def test_resume_after_sigkill_finishes_the_same_run(sample_dir, tmp_path):
     process.wait()
     run = next(killed_root.glob("lightning_logs/lstm/*"))
     assert status(run) == "running"  # killed: not complete, and nothing claims otherwise
+    record = json.loads((run / "status.json").read_text())
+    assert record["pid"] == process.pid and record["host"] == socket.gethostname()
+    row = leaderboard([killed_root], include_incomplete=True).iloc[0]
+    assert row["status"] == "dead" and f"process {process.pid}" in row["problem"]  # not shown as running
 
     assert main(["fit", "--resume", str(run), *QUIET]) == 0
     assert list(killed_root.glob("lightning_logs/lstm/*")) == [run]  # the same directory
@@ -98,6 +105,69 @@ def test_resume_after_sigkill_finishes_the_same_run(sample_dir, tmp_path):
 def test_resume_needs_a_checkpoint(tmp_path, capsys):
     assert main(["fit", "--resume", str(tmp_path)]) == 1
     assert "checkpoints/last.ckpt" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_run_that_is_still_alive(tmp_path, capsys):
+    # this test's own process plays the fit that is still running: a second fit would share its directory
+    record = {"status": "running", "stage": "fit", "pid": os.getpid(), "host": socket.gethostname()}
+    (tmp_path / "status.json").write_text(json.dumps(record))
+    assert main(["fit", "--resume", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is running as process {os.getpid()}" in err
+
+
+def test_resume_does_not_judge_a_run_of_another_host(tmp_path, capsys):
+    record = {"status": "running", "stage": "fit", "pid": os.getpid(), "host": "another-host"}
+    (tmp_path / "status.json").write_text(json.dumps(record))
+    assert main(["fit", "--resume", str(tmp_path)]) == 1
+    assert "it needs config.yaml and checkpoints/last.ckpt" in capsys.readouterr().err  # past the liveness check
+
+
+@pytest.fixture(scope="module")
+def finished_lstm_run(sample_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("resume-source")
+    args = ["fit", *SMALL_LSTM, "--data.data_dir", str(sample_dir), "--trainer.max_epochs", "1",
+            "--trainer.default_root_dir", str(root), *QUIET]
+    assert main(args) == 0
+    return next(root.glob("lightning_logs/lstm/*"))
+
+
+def copy_run(run: Path, target: Path) -> Path:
+    shutil.copytree(run, target)
+    return target
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"not a checkpoint at all"])
+def test_resume_or_fit_from_a_damaged_checkpoint_fails_in_one_line(damage, finished_lstm_run, tmp_path, capsys):
+    run = copy_run(finished_lstm_run, tmp_path / "run")
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(damage(last.read_bytes()))
+    assert main(["fit", "--resume", str(run), *QUIET]) == 1
+    fit_from_it = ["fit", *SMALL_LSTM, "--ckpt_path", str(last), "--trainer.default_root_dir", str(tmp_path), *QUIET]
+    assert main(fit_from_it) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(f"cannot read checkpoint {last}" in line for line in err), err
+    assert status(run) == "complete"  # the run it came from is left as it was
+    assert not (tmp_path / "lightning_logs").exists()  # nothing started
+
+
+@pytest.mark.parametrize("class_path", ["os.system", "subprocess.Popen", "mlfactory.registry.create_model"])
+def test_resume_refuses_a_config_that_names_an_unregistered_class(class_path, finished_lstm_run, tmp_path, capsys):
+    run = copy_run(finished_lstm_run, tmp_path / "run")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("mlfactory.models.neural.lstm.LSTMModel", class_path))
+    assert main(["fit", "--resume", str(run), *QUIET]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"names model '{class_path}', which is not a registered mlfactory model" in err
+    assert status(run) == "complete"
+
+
+def test_resume_refuses_a_config_with_a_foreign_class_anywhere(finished_lstm_run, tmp_path, capsys):
+    run = copy_run(finished_lstm_run, tmp_path / "run")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("  callbacks: null", "  callbacks:\n  - class_path: os.system"))
+    assert main(["fit", "--resume", str(run), *QUIET]) == 1
+    assert "names class 'os.system', which is neither a registered mlfactory model" in capsys.readouterr().err
 
 
 # --- atomic records ------------------------------------------------------------------------------
@@ -207,3 +277,18 @@ def test_bad_command_lines_exit_non_zero(args, sample_dir, tmp_path):
         code = exit_info.code
     assert code not in (0, None)
     assert not any(status(run) == "complete" for run in tmp_path.glob("lightning_logs/*/*"))
+
+
+def _single_class_val(split, frame, path):
+    (frame.assign(label_h5=0) if split == "val" else frame).to_parquet(path, index=False)
+
+
+def test_a_validation_split_of_one_class_trains_with_a_clear_warning(sample_dir, tmp_path):
+    data = broken(sample_dir, tmp_path / "data", _single_class_val)
+    expected = r"val_scaled.parquet: label_h5 holds only class 'neutral' in the val split"
+    with pytest.warns(UserWarning, match=expected) as caught:
+        code = main(["fit", "--model", "xgboost", "--model.n_estimators", "5", "--data.data_dir", str(data),
+                     "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    assert code == 0
+    message = next(str(w.message) for w in caught if "val_scaled" in str(w.message))
+    assert "balanced accuracy" in message and "early stopping, are not meaningful" in message

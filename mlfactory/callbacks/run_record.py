@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import traceback
 from datetime import datetime, timezone
@@ -30,8 +31,12 @@ def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(payload), indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_finite(payload), indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written temporary file would hold space a full disk needs
+        raise
 
 
 class RunRecord(Callback):
@@ -40,7 +45,9 @@ class RunRecord(Callback):
     Works the same under the CLI and with a plain ``Trainer`` in a notebook: add
     ``RunRecord()`` to the callbacks and ``trainer.log_dir`` receives the whole record. The run is
     marked ``running`` when it starts, ``failed`` (with the error) if anything raises, and
-    ``complete`` only after everything else is written, in ``teardown``.
+    ``complete`` only after everything else is written, in ``teardown``. Every status carries the
+    ``pid`` and ``host`` of the process that wrote it, so a ``running`` run whose process is gone
+    (killed, out of memory, power cut) reads as dead (:func:`mlfactory.evaluation.compare.run_state`).
 
     After ``fit``, the module holds the weights of the best checkpoint, and the record's val and test
     predictions, metrics, plots and feature importance come from that model.
@@ -73,12 +80,7 @@ class RunRecord(Callback):
         if self.run_dir is None and trainer.logger is not None:
             self.run_dir = Path(trainer.log_dir)  # failed before setup, e.g. in the data module's setup
         if self.run_dir is not None:
-            self._write_status(
-                trainer,
-                "failed",
-                error=f"{type(exception).__name__}: {exception}",
-                traceback="".join(traceback.format_exception(exception)),
-            )
+            self._write_failed(trainer, exception)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self._failed and self.run_dir is not None:
@@ -265,16 +267,43 @@ class RunRecord(Callback):
 
     @rank_zero_only
     def _write_status(self, trainer: L.Trainer, status: str, **details: Any) -> None:
+        write_json(self.run_dir / STATUS_FILE, self._status_record(status, **details))
+
+    @rank_zero_only
+    def _write_failed(self, trainer: L.Trainer, exception: BaseException) -> None:
+        """Mark the run ``failed`` even on a full disk; never raise over the exception being handled.
+
+        The atomic write needs room for a second file. When there is none (ENOSPC), the small record
+        without the traceback is written over ``status.json`` in place: truncating it frees the space
+        the new text needs. If even that fails, ``status.json`` keeps ``running`` with this process's
+        pid, which reads as dead once the process has exited.
+        """
+        error = f"{type(exception).__name__}: {exception}"
         path = self.run_dir / STATUS_FILE
-        previous = json.loads(path.read_text()) if path.is_file() else {}
-        record = {
-            **{k: v for k, v in previous.items() if k in ("created",)},
+        try:
+            write_json(path, self._status_record("failed", error=error,
+                                                 traceback="".join(traceback.format_exception(exception))))
+        except OSError:
+            try:
+                path.write_text(json.dumps(self._status_record("failed", error=error)))
+            except OSError:
+                pass
+
+    def _status_record(self, status: str, **details: Any) -> dict[str, Any]:
+        """The status with its writer's pid and host, keeping ``created`` from the previous record."""
+        try:
+            previous = json.loads((self.run_dir / STATUS_FILE).read_text())
+        except (OSError, ValueError):  # none yet, or damaged: start afresh
+            previous = {}
+        created = previous.get("created") if isinstance(previous, dict) else None
+        return {
             "status": status,
-            "created": previous.get("created", _now()),
+            "created": created or _now(),
             "updated": _now(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             **details,
         }
-        write_json(path, record)
 
 
 def _concat(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

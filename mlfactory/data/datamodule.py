@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from mlfactory.data.container import TimeSeriesDataContainer
+from mlfactory.data.container import CLASS_NAMES, TimeSeriesDataContainer, split_file
 from mlfactory.data.windows import collate_batch
 from mlfactory.errors import DataError, ModelError
 
@@ -90,6 +91,7 @@ class FactoryDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.container is None:
             container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
+            _warn_single_class(container)
             self.container = container.with_balanced_classes() if self.balance_classes else container
 
     def resolved_data_dir(self) -> Path:
@@ -156,3 +158,27 @@ class FactoryDataModule(L.LightningDataModule):
         if self.container is None:
             raise DataError("FactoryDataModule has no data yet: call prepare_data() and setup('fit') first")
         return self.container
+
+
+# what a split holding one class makes meaningless (train with one class is refused by the container)
+_SINGLE_CLASS_CONSEQUENCE = {
+    "val": "val balanced accuracy and calibration, and the val_loss that picks the best checkpoint and drives "
+    "early stopping, are not meaningful",
+    "test": "balanced accuracy and the per-class test metrics are not meaningful",
+}
+
+
+def _warn_single_class(container: TimeSeriesDataContainer) -> None:
+    """Warn when the val or test split holds a single class: training runs, but its scores mislead."""
+    import numpy as np
+
+    for split, consequence in _SINGLE_CLASS_CONSEQUENCE.items():
+        classes = np.unique(container.split(split).labels)
+        if len(classes) == 1:
+            warnings.warn(
+                f"{container.data_dir / split_file(split)}: label_h{container.horizon} holds only class "
+                f"{CLASS_NAMES[classes[0]]!r} in the {split} split ({len(container.split(split))} rows); "
+                f"{consequence}. Choose split boundaries (or a horizon) that give {split} every class.",
+                UserWarning,
+                stacklevel=3,
+            )

@@ -88,6 +88,12 @@ class EstimatorModule(FactoryModule):
             f"is fitted by its library in one process, but the trainer runs {self.trainer.world_size} processes. "
             "Use --trainer.devices 1 and the default strategy (the library's own threads use every core)",
         )
+        if stage == "fit":
+            max_epochs = self.trainer.max_epochs
+            self._require(
+                max_epochs is None or max_epochs >= 1,
+                f"is fitted once by its library, so max_epochs={max_epochs} does not apply; leave it unset or use 1",
+            )
 
     def on_train_start(self) -> None:
         self._fitted_this_run = False
