@@ -98,7 +98,7 @@ def test_a_run_that_cannot_write_its_status_is_still_marked_failed(sample_dir, t
     # no room for the atomic write's second file: the small record was written in place
     assert record["status"] == "failed" and "No space left" in record["error"] and "traceback" not in record
     assert record["pid"] == os.getpid()
-    assert not list(run.rglob(".*.tmp"))  # no half-written temporary files hold the space
+    assert not list(run.rglob("*.partial"))  # no half-written temporary files hold the space
 
 
 def test_compare_on_a_full_disk_fails_in_one_line_and_leaves_no_half_file(tmp_path, tiny_disk, capsys):

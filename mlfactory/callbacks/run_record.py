@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
+from mlfactory.atomic import partial_path
 from mlfactory.data.container import class_mapping
 from mlfactory.evaluation import plots
 from mlfactory.evaluation.importance import feature_importance
@@ -30,7 +31,7 @@ STATUS_FILE = "status.json"
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = partial_path(path)
     try:
         tmp.write_text(json.dumps(_finite(payload), indent=2, default=str))
         os.replace(tmp, path)
@@ -180,19 +181,24 @@ class RunRecord(Callback):
         identity = split.identity(rows)
         path = self.run_dir / "predictions" / f"{name}_predictions.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(
-            tmp,
-            probabilities=probs,
-            predicted_class=probs.argmax(axis=1),
-            confidence=probs.max(axis=1),
-            label=labels,
-            row=rows,
-            datetime=split.timestamps[rows],
-            symbol=identity["symbol"].to_numpy().astype(str),
-            class_mapping=np.array(json.dumps(class_mapping())),
-        )
-        os.replace(tmp, path)
+        tmp = partial_path(path)
+        try:
+            with open(tmp, "wb") as file:  # a file object: numpy adds no .npz to the temporary's name
+                np.savez(
+                    file,
+                    probabilities=probs,
+                    predicted_class=probs.argmax(axis=1),
+                    confidence=probs.max(axis=1),
+                    label=labels,
+                    row=rows,
+                    datetime=split.timestamps[rows],
+                    symbol=identity["symbol"].to_numpy().astype(str),
+                    class_mapping=np.array(json.dumps(class_mapping())),
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return metrics
 
     def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict) -> None:

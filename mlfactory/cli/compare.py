@@ -38,7 +38,7 @@ def compare_command(argv: list[str]) -> int:
     import pandas as pd
 
     from mlfactory.evaluation.compare import leaderboard, leaderboard_figure
-    from mlfactory.evaluation.plots import save
+    from mlfactory.evaluation.plots import _pyplot
 
     table = leaderboard(args.paths, sort=args.sort, include_incomplete=args.all)
     output = args.output or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
@@ -46,7 +46,11 @@ def compare_command(argv: list[str]) -> int:
         raise ConfigError(f"--output {output} is a file; pass a folder for leaderboard.csv and leaderboard.png")
     csv_path, png_path = output / "leaderboard.csv", output / "leaderboard.png"
     _write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
-    _write(png_path, lambda tmp: save(leaderboard_figure(table, args.sort), tmp))
+    figure = leaderboard_figure(table, args.sort)
+    try:
+        _write(png_path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    finally:
+        _pyplot().close(figure)
 
     columns = list(dict.fromkeys([c for c in DEFAULT_COLUMNS if c in table] + [args.sort]))
     if args.all:
@@ -62,7 +66,9 @@ def compare_command(argv: list[str]) -> int:
 
 def _write(path: Path, writer: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file, so a failed write (a full disk) leaves no half file."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    from mlfactory.atomic import partial_path
+
+    tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer(tmp)

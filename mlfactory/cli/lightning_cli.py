@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mlfactory.atomic import process_alive
 from mlfactory.callbacks.run_record import RunRecord
 from mlfactory.data.datamodule import FactoryDataModule
 from mlfactory.errors import ConfigError, RunError
@@ -291,8 +292,6 @@ def _refuse_live_run(run: Path) -> None:
 
     A run from another host cannot be checked and is resumed; so is one whose process is gone (dead).
     """
-    from mlfactory.evaluation.compare import process_alive
-
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return  # a DDP rank started by rank 0, which checked already and is now the live process
     try:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlfactory.atomic import process_alive
 from mlfactory.errors import RunError
 
 if TYPE_CHECKING:
@@ -71,17 +71,6 @@ def run_state(status: dict[str, Any]) -> tuple[str, str | None]:
     if isinstance(pid, int) and host == socket.gethostname() and not process_alive(pid):
         return "dead", f"process {pid} on {host} is gone without finishing the run"
     return "running", None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (a reused id reads as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 def run_row(run: Path) -> dict[str, Any]:
