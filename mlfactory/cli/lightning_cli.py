@@ -88,6 +88,14 @@ class FactoryCLI(LightningCLI):
             kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name)
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        # validate/test/predict: prepare_args already put the checkpoint's model (checked against the
+        # registry) and data settings on the command line. Lightning's own pass would apply the bare
+        # hyper-parameters of a checkpoint written by a plain Trainer (no `_class_path`) to the base
+        # class and fail; a fit with --ckpt_path keeps Lightning's behaviour.
+        if self.config.get("subcommand") == "fit":
+            super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         max_epochs = self._get(self.config, "trainer", default={}).get("max_epochs")
         if isinstance(max_epochs, int) and (max_epochs < -1 or max_epochs == 0):
