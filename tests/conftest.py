@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,8 @@ def fit_recorded(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 CONTRACT_BARS = 4000
+CONTRACT_SIGNAL_STRENGTH = 0.3
+"""Drift of the contract suite's planted-signal variant (the no-signal twin has none)."""
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +97,34 @@ def contract_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
     root = tmp_path_factory.mktemp("contract")
     return {
         signal: make_sample_splits(root / ("signal" if signal else "nosignal"), signal=signal, n_bars=CONTRACT_BARS,
+                                   signal_strength=CONTRACT_SIGNAL_STRENGTH,
                                    **TEST_PREPARE)
         for signal in (True, False)
     }
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(name, size, read_only)``: a real, small tmpfs mounted under ``tmp_path``; unmounted afterwards.
+
+    For full-disk, read-only and mount-point cases: root writes into a directory made read-only with
+    chmod, so only a real file system proves them. Mounting needs root (this project's machines and
+    CI); elsewhere the test is skipped with the reason.
+    """
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "1m", read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode}); needs root and "
+                        "CAP_SYS_ADMIN")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)  # lazy: a writer thread may still hold a file

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -23,8 +22,17 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 PAGE = 4096
 
 
+MAX_DISK = 16 * 2**20
+
+
 def fill(disk: Path, leave_bytes: int = 0) -> None:
-    """Fill ``disk`` to the last page, then give back ``leave_bytes``."""
+    """Fill ``disk`` to the last page, then give back ``leave_bytes``.
+
+    Only ever a tiny file system: should the tmpfs be gone (unmounted under us), this must not fill
+    the machine's real disk.
+    """
+    stats = os.statvfs(disk)
+    assert stats.f_blocks * stats.f_frsize <= MAX_DISK, f"{disk} is not the tiny test file system"
     filler = disk / f"filler-{uuid.uuid4().hex[:6]}"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:
@@ -38,18 +46,9 @@ def fill(disk: Path, leave_bytes: int = 0) -> None:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path):
-    """A 2 MiB tmpfs mounted at a fresh folder, unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def tiny_disk(tmpfs) -> Path:
+    """A 2 MiB tmpfs (the ``tmpfs`` fixture of tests/conftest.py)."""
+    return tmpfs("disk", size="2m")
 
 
 def runs_under(root: Path) -> list[Path]:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -31,28 +30,6 @@ FAST = {"timeframes": ["5min", "15min"]}
 @pytest.fixture(scope="module")
 def short_bars() -> pd.DataFrame:
     return generate_bars(n_bars=3000, symbols=["SYNA", "SYNB"], seed=4)
-
-
-@pytest.fixture
-def tmpfs(tmp_path) -> Iterator[Callable[..., Path]]:
-    """Mount a small tmpfs (``size``, optionally read-only) under ``tmp_path``; unmounted afterwards."""
-    mounted: list[Path] = []
-
-    def mount(name: str, size: str = "1m", read_only: bool = False) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
-                                text=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode}); needs root and "
-                        "CAP_SYS_ADMIN")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", str(point)], check=False)
 
 
 def one_line_error(argv: list[str], capsys) -> str:
