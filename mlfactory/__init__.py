@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
-from mlfactory.errors import MLFactoryError  # noqa: E402
-from mlfactory.registry import create_model, list_models, register  # noqa: E402
+from mlfactory.errors import MLFactoryError
+from mlfactory.registry import create_model, list_models, register
+from mlfactory.version import __version__
 
 __all__ = [
     "FactoryDataModule",
     "MLFactoryError",
     "RunRecord",
     "TimeSeriesDataContainer",
+    "__version__",
     "create_model",
     "list_models",
     "register",

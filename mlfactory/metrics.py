@@ -6,7 +6,7 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-NUM_CLASSES = 3
+from mlfactory.data.contract import NUM_CLASSES
 
 
 def classification_metrics(prefix: str = "") -> MetricCollection:

@@ -2,107 +2,49 @@
 
 Everything the models see is a view of, or an index into, these arrays: the tabular view is the array
 itself, the sequence view gathers windows on the fly (:mod:`mlfactory.data.windows`).
-The data contract is described in docs/data.md.
+The data contract is described in docs/data.md; its names are defined once in :mod:`mlfactory.data.contract`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlfactory.atomic import is_partial
+from mlfactory.data.contract import (
+    CLASS_NAMES,
+    LABEL_VALUES,
+    METADATA_FILE,
+    SPLITS,
+    UNFINISHED_MARKER,
+    class_mapping,
+    fwd_return_column,
+    is_reserved,
+    label_column,
+    label_horizons,
+    split_file,
+    weight_column,
+)
+from mlfactory.data.split import SplitData
 from mlfactory.errors import DataError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    import pandas as pd
     import pyarrow as pa
 
     from mlfactory.data.multires import MultiResolutionBars, MultiResolutionDataset
     from mlfactory.data.windows import SequenceDataset, TabularDataset
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-RAW_BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-IDENTITY_COLUMNS: tuple[str, ...] = ("datetime", "symbol")
-PER_HORIZON_PREFIXES: tuple[str, ...] = ("label_h", "sample_weight_h", "fwd_return_h")
-LABEL_VALUES: tuple[int, ...] = (-1, 0, 1)
-CLASS_NAMES: tuple[str, ...] = ("down", "neutral", "up")
-METADATA_FILE = "scaling_metadata.json"
-UNFINISHED_MARKER = ".mlfactory-prepare-unfinished"
-"""A file that ``mlfactory prepare`` keeps in its output until it is complete; such a directory is refused."""
-
-
-def split_file(split: str) -> str:
-    """File name of a split inside a split directory."""
-    return f"{split}_scaled.parquet"
-
-
-def class_mapping() -> dict[str, dict[str, int | str]]:
-    """Model class index -> label value and name, recorded beside every prediction."""
-    return {str(i): {"label": v, "name": n} for i, (v, n) in enumerate(zip(LABEL_VALUES, CLASS_NAMES))}
-
-
-def is_reserved(column: str) -> bool:
-    """True for columns that are not features: identity, raw bars, per-horizon targets, pandas' index."""
-    if column in IDENTITY_COLUMNS or column in RAW_BAR_COLUMNS:
-        return True
-    if re.fullmatch(r"__index_level_\d+__", column):  # an unnamed pandas index that to_parquet kept
-        return True
-    return any(re.fullmatch(f"{p}\\d+", column) for p in PER_HORIZON_PREFIXES)
-
-
-@dataclass(frozen=True, eq=False)
-class SplitData:
-    """One split in memory. Rows are grouped by symbol and sorted by time within a symbol.
-
-    Attributes:
-        name: ``train``, ``val`` or ``test``.
-        features: (n_rows, n_features) float32, C-contiguous: the only copy of the features.
-        labels: (n_rows,) int64 model classes 0/1/2 (label -1/0/+1 plus one).
-        weights: (n_rows,) float32 sample weights (ones when the split has none).
-        timestamps: (n_rows,) datetime64[ns], UTC.
-        symbol_codes: (n_rows,) int32 index into ``symbols``.
-        symbols: symbol names (``("",)`` when the split has no symbol column).
-        fwd_returns: (n_rows,) float32 forward returns, or None.
-        segment_start: (n_rows,) int64 first row of each row's symbol block, so windows never cross one.
-    """
-
-    name: str
-    features: np.ndarray
-    labels: np.ndarray
-    weights: np.ndarray
-    timestamps: np.ndarray
-    symbol_codes: np.ndarray
-    symbols: tuple[str, ...]
-    fwd_returns: np.ndarray | None
-    segment_start: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def window_end_rows(self, seq_len: int) -> np.ndarray:
-        """Rows that have ``seq_len - 1`` earlier rows of the same symbol: the valid window ends."""
-        rows = np.arange(len(self), dtype=np.int64)
-        return rows[rows - self.segment_start >= seq_len - 1]
-
-    def identity(self, rows: np.ndarray) -> "pd.DataFrame":
-        """Sample identity of ``rows``: the timestamp and symbol of each sample's last bar."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            {
-                "datetime": pd.to_datetime(self.timestamps[rows]).tz_localize("UTC"),
-                "symbol": np.asarray(self.symbols, dtype=object)[self.symbol_codes[rows]],
-            }
-        )
-
+# the contract's names that callers have always imported from here stay importable from here
+__all__ = [
+    "CLASS_NAMES", "LABEL_VALUES", "METADATA_FILE", "SPLITS", "UNFINISHED_MARKER", "SplitData",
+    "TimeSeriesDataContainer", "class_mapping", "is_reserved", "split_file",
+]
 
 class TimeSeriesDataContainer:
     """The train/val/test splits of one split directory, for one label horizon.
@@ -163,7 +105,7 @@ class TimeSeriesDataContainer:
         if len(classes) < 2:
             only = [CLASS_NAMES[c] for c in classes]
             raise DataError(
-                f"{data_dir / split_file('train')}: label_h{horizon} holds only {only} in "
+                f"{data_dir / split_file('train')}: {label_column(horizon)} holds only {only} in "
                 f"{len(splits['train'])} row(s); a classifier needs at least two classes to learn from"
             )
         metadata = None
@@ -322,15 +264,15 @@ def _to_split(name: str, table: "pa.Table", feature_names: list[str], horizon: i
     _check_finite(features, feature_names, path)
 
     labels = _labels(table, horizon, path, order)
-    weights = _optional_column(table, f"sample_weight_h{horizon}", order)
+    weights = _optional_column(table, weight_column(horizon), order)
     if weights is None:
         weights = np.ones(n, dtype=np.float32)
     elif not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
         raise DataError(
-            f"{path}: column 'sample_weight_h{horizon}' must be finite, non-negative and not all zero; "
+            f"{path}: column {weight_column(horizon)!r} must be finite, non-negative and not all zero; "
             "fix the weights or drop the column (every row then weighs 1)"
         )
-    fwd_returns = _optional_column(table, f"fwd_return_h{horizon}", order)
+    fwd_returns = _optional_column(table, fwd_return_column(horizon), order)
 
     timestamps = _timestamps(table, path)
     if order is not None:
@@ -367,9 +309,9 @@ def _segment_starts(codes: np.ndarray) -> np.ndarray:
 
 
 def _labels(table: "pa.Table", horizon: int, path: Path, order: np.ndarray | None) -> np.ndarray:
-    column = f"label_h{horizon}"
+    column = label_column(horizon)
     if column not in table.column_names:
-        present = sorted(int(c[len("label_h"):]) for c in table.column_names if re.fullmatch(r"label_h\d+", c))
+        present = label_horizons(table.column_names)
         raise DataError(
             f"{path} has no label column {column!r} for horizon {horizon}; horizons present: {present or 'none'}. "
             f"Pass --data.horizon with one of them."

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlfactory.data.container import RAW_BAR_COLUMNS, SPLITS, SplitData, split_file
+from mlfactory.data.contract import BARS_FILE, DATETIME_COLUMN, RAW_BAR_COLUMNS, SPLITS, SYMBOL_COLUMN, split_file
+from mlfactory.data.split import SplitData
 from mlfactory.data.windows import _RowDataset
 from mlfactory.errors import DataError
 from mlfactory.prepare import timeframes as tfs  # numpy only; this module itself loads on first use
@@ -207,7 +208,6 @@ def _lookback(name: str, tf_ns: int, lookback: int | Mapping[str, int] | None, s
 def _read_bars(data_dir: Path):
     """The base bars of a split directory, checked by prepare's reader (no repairs)."""
     from mlfactory.prepare.bars import load_bars
-    from mlfactory.prepare.pipeline import BARS_FILE
 
     if (data_dir / BARS_FILE).is_file():
         return load_bars(data_dir / BARS_FILE, fill_gaps=0)
@@ -218,11 +218,11 @@ def _read_bars(data_dir: Path):
     for split in SPLITS:
         path = data_dir / split_file(split)
         names = pq.read_schema(path).names
-        missing = [c for c in ("datetime", *RAW_BAR_COLUMNS) if c not in names]
+        missing = [c for c in (DATETIME_COLUMN, *RAW_BAR_COLUMNS) if c not in names]
         if missing:
             raise DataError(
                 f"multi-resolution input needs raw bars, but {path} lacks {missing} and there is no {data_dir / BARS_FILE}; "
                 "build the split directory with mlfactory prepare, or add the raw open/high/low/close/volume columns"
             )
-        frames.append(pd.read_parquet(path, columns=[c for c in ("datetime", "symbol", *RAW_BAR_COLUMNS) if c in names]))
+        frames.append(pd.read_parquet(path, columns=[c for c in (DATETIME_COLUMN, SYMBOL_COLUMN, *RAW_BAR_COLUMNS) if c in names]))
     return load_bars(pd.concat(frames, ignore_index=True), fill_gaps=0)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mlfactory.data.container import SplitData
+from mlfactory.data.split import SplitData
 from mlfactory.errors import DataError
 
 Batch = dict[str, torch.Tensor]

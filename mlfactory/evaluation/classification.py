@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlfactory.data.container import CLASS_NAMES
-
-NUM_CLASSES = len(CLASS_NAMES)
+from mlfactory.data.contract import CLASS_NAMES, NUM_CLASSES
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

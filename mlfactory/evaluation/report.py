@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from mlfactory.data.container import SplitData
+from mlfactory.data.split import SplitData
 from mlfactory.evaluation.calibration import reliability
 from mlfactory.evaluation.classification import classification_report
 from mlfactory.evaluation.trading import trading_report

@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlfactory.data.contract import RAW_BAR_COLUMNS as BAR_COLUMNS
 from mlfactory.prepare import PrepareError
-
-BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 MINUTE_NS = 60 * 10**9
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlfactory.data.contract import SPLITS
 from mlfactory.prepare import PrepareError
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
