@@ -40,7 +40,8 @@ import numpy as np
 
 from mlfactory.data.container import METADATA_FILE, class_mapping
 from mlfactory.errors import ConfigError, MLFactoryError, RegistryError, RunError
-from mlfactory.atomic import is_partial, partial_path, remove_stale_partials
+from mlfactory.atomic import is_partial, partial_path, remove_stale_partials, replace_dir, replacing, sha256_file
+from mlfactory.prepare.scaling import Scaler
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -169,22 +170,11 @@ def _scaler(metadata: dict | None, features: list[str], data_dir: Path | None) -
     """(x - center) / scale per feature from scaling_metadata.json, or None (the bundle expects scaled features)."""
     if metadata is None:
         return None
-    center, scale = metadata.get("center"), metadata.get("scale")
-    if not isinstance(center, dict) or not isinstance(scale, dict):
-        warnings.warn(f"{data_dir}/{METADATA_FILE} has no per-feature 'center' and 'scale'; the bundle expects scaled features")
+    try:
+        return Scaler.from_metadata(metadata, features).to_json()
+    except MLFactoryError as err:
+        warnings.warn(f"{data_dir}/{METADATA_FILE} {err}; the bundle expects scaled features")
         return None
-    missing = [f for f in features if f not in center or f not in scale]
-    if missing:
-        warnings.warn(
-            f"{data_dir}/{METADATA_FILE} has no center/scale for features {missing}; the bundle expects scaled features"
-        )
-        return None
-    return {
-        "kind": metadata.get("scaler", "unknown"),
-        "formula": "(x - center) / scale",
-        "center": [float(center[f]) for f in features],
-        "scale": [float(scale[f]) for f in features],
-    }
 
 
 def _fingerprint(container: Any) -> dict[str, Any]:
@@ -201,13 +191,13 @@ def _fingerprint(container: Any) -> dict[str, Any]:
     fingerprint["sha256_covers"] = "float32 features, classes, timestamps and symbols of each split as loaded"
     metadata_path = Path(container.data_dir) / METADATA_FILE if container.data_dir is not None else None
     fingerprint["scaling_metadata_sha256"] = (
-        _sha256(metadata_path) if metadata_path is not None and metadata_path.is_file() else None
+        sha256_file(metadata_path) if metadata_path is not None and metadata_path.is_file() else None
     )
     return fingerprint
 
 
 def _versions(module: Any, kind: str) -> dict[str, Any]:
-    from mlfactory import __version__
+    from mlfactory.version import __version__
     from mlfactory.models.estimator import _version
 
     if kind == "estimator":
@@ -225,7 +215,7 @@ def _versions(module: Any, kind: str) -> dict[str, Any]:
 
 def _write_manifest(directory: Path, spec: dict[str, Any]) -> None:
     files = {
-        path.relative_to(directory).as_posix(): _sha256(path)
+        path.relative_to(directory).as_posix(): sha256_file(path)
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
@@ -248,13 +238,7 @@ def _write_manifest(directory: Path, spec: dict[str, Any]) -> None:
 
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target``; an older bundle there (a resumed fit) is replaced."""
-    if target.exists():
-        old = partial_path(target)  # never loaded; removed now, or by the next write if this one is killed
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    replace_dir(tmp, target)
 
 
 # --- signing ---------------------------------------------------------------------------------------
@@ -319,12 +303,8 @@ def _write_signature(directory: Path, key: bytes) -> None:
         "signed_file": MANIFEST_FILE,
         "signature": _signature(key, (directory / MANIFEST_FILE).read_bytes()),
     }
-    tmp = partial_path(directory / SIGNATURE_FILE)
-    try:
+    with replacing(directory / SIGNATURE_FILE) as tmp:
         _write_json(tmp, payload)
-        os.replace(tmp, directory / SIGNATURE_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _verify_signature(directory: Path, manifest_bytes: bytes, required: bool) -> str | None:
@@ -399,8 +379,7 @@ class ModelBundle:
         self.device = device
         self.signed_by = signed_by
         scaler = spec["input"]["scaler"]
-        self._center = np.asarray(scaler["center"], dtype=np.float64) if scaler else None
-        self._scale = np.asarray(scaler["scale"], dtype=np.float64) if scaler else None
+        self.scaler = Scaler.from_json(scaler) if scaler else None
 
     # --- what the bundle says -------------------------------------------------------------------
     @property
@@ -429,7 +408,7 @@ class ModelBundle:
     @property
     def expects_scaled(self) -> bool:
         """True when the training data had no scaler in scaling_metadata.json: features pass through as given."""
-        return self._center is None
+        return self.scaler is None
 
     @property
     def class_names(self) -> list[str]:
@@ -502,7 +481,7 @@ class ModelBundle:
         """
         from mlfactory.inference.predictor import feature_matrix
 
-        return feature_matrix(frame, self.features, self._center, self._scale, first_row)
+        return feature_matrix(frame, self.features, self.scaler, first_row)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, 3) float32 probabilities of model inputs ``x``: (n, n_features) rows or (n, seq_len, n_features) windows."""
@@ -560,7 +539,7 @@ def _parse_manifest(directory: Path, data: bytes) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{directory / MANIFEST_FILE}: format_version is {version!r}, not an integer; the manifest is damaged")
     if version > FORMAT_VERSION:
-        from mlfactory import __version__
+        from mlfactory.version import __version__
 
         raise BundleError(
             f"{directory / MANIFEST_FILE}: bundle format version {version} is newer than this mlfactory "
@@ -580,7 +559,7 @@ def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
             raise BundleError(f"{directory / MANIFEST_FILE} lists {name!r}, which is outside the bundle; the manifest is damaged")
         if not path.is_file():
             raise BundleError(f"{directory}: {name} is listed in {MANIFEST_FILE} but missing; the bundle is incomplete")
-        found = _sha256(path)
+        found = sha256_file(path)
         if found != expected:
             raise BundleError(
                 f"{directory}: {name} does not match its checksum in {MANIFEST_FILE} (sha256 {found[:16]}..., "
@@ -776,14 +755,6 @@ def check_device(device: str) -> str:
 
 
 # --- small helpers ---------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         payload = json.loads(path.read_text())

@@ -19,7 +19,6 @@ import importlib
 import io
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlfactory.atomic import remove_stale_partials, replacing
 from mlfactory.errors import ModelError
 from mlfactory.inference.bundle import BundleError, ModelBundle
-from mlfactory.atomic import partial_path, remove_stale_partials
+from mlfactory.prepare.scaling import Scaler
 
 INPUT_NAME, OUTPUT_NAME = "features", "probabilities"
 INSTALL_HINT = "pip install 'mlfactory[onnx]' (onnx, onnxscript and onnxruntime)"
@@ -57,9 +57,8 @@ def export_onnx(bundle: ModelBundle | str | Path, path: str | Path, *, check: bo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path)
-    tmp = partial_path(path)
     graph = OnnxGraph(bundle).eval()
-    try:
+    with replacing(path) as tmp:
         with _quiet():
             torch.onnx.export(
                 graph,
@@ -90,9 +89,6 @@ def export_onnx(bundle: ModelBundle | str | Path, path: str | Path, *, check: bo
                 raise BundleError(
                     f"ONNX export of {bundle.model_name} differs from PyTorch by {diff:.2e} (> atol {atol}); not written"
                 )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -102,13 +98,10 @@ class OnnxGraph(nn.Module):
     def __init__(self, bundle: ModelBundle) -> None:
         super().__init__()
         self.net = copy.deepcopy(bundle.module.net).cpu()  # the bundle's own network stays where it is
-        n = len(bundle.features)
-        scaler = bundle.spec["input"]["scaler"] or {"center": [0.0] * n, "scale": [1.0] * n}
-        self.register_buffer("center", torch.tensor(scaler["center"], dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(scaler["scale"], dtype=torch.float32))
+        self.scaler = _scaler(bundle).torch_module()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.center) / self.scale).float().softmax(dim=-1)
+        return self.net(self.scaler(x)).float().softmax(dim=-1)
 
 
 def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
@@ -123,8 +116,13 @@ def random_input(bundle: ModelBundle, n: int, seed: int = 0) -> np.ndarray:
     z = np.random.default_rng(seed).standard_normal(_shape(bundle, n))
     if bundle.expects_scaled:
         return z.astype(np.float32)
-    scaler = bundle.spec["input"]["scaler"]
-    return (z * np.asarray(scaler["scale"]) + np.asarray(scaler["center"])).astype(np.float32)
+    return _scaler(bundle).inverse_transform(z).astype(np.float32)
+
+
+def _scaler(bundle: ModelBundle) -> Scaler:
+    """The bundle's scaler; the identity (center 0, scale 1) for a bundle that expects scaled features."""
+    n = len(bundle.features)
+    return bundle.scaler if bundle.scaler is not None else Scaler("none", np.zeros(n), np.ones(n))
 
 
 def _shape(bundle: ModelBundle, n: int) -> tuple[int, ...]:

@@ -9,24 +9,36 @@ previous one and chunked results equal unchunked ones. Only a batch of windows i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from mlfactory.data.contract import DATETIME_COLUMN as DATETIME
+from mlfactory.data.contract import SYMBOL_COLUMN as SYMBOL
 from mlfactory.errors import DataError
-
-if TYPE_CHECKING:
-    from mlfactory.inference.bundle import ModelBundle
-
-DATETIME, SYMBOL = "datetime", "symbol"
-_BLOCK_ROWS = 1024
+from mlfactory.prepare.scaling import Scaler
 
 
-def feature_matrix(
-    frame: pd.DataFrame, features: list[str], center: np.ndarray | None, scale: np.ndarray | None, first_row: int = 0
-) -> np.ndarray:
-    """(n, n_features) float32: ``frame``'s feature columns in order, scaled by (x - center) / scale when given."""
+class BundleLike(Protocol):
+    """What a :class:`Predictor` asks of a loaded bundle (:class:`mlfactory.inference.bundle.ModelBundle`).
+
+    Named here, not imported, so that the bundle module can import this one and not the other way round.
+    """
+
+    spec: dict[str, Any]
+    input_kind: str
+    seq_len: int
+    class_names: list[str]
+    class_labels: list[int]
+
+    def transform(self, frame: pd.DataFrame, first_row: int = 0) -> np.ndarray: ...
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def feature_matrix(frame: pd.DataFrame, features: list[str], scaler: Scaler | None, first_row: int = 0) -> np.ndarray:
+    """(n, n_features) float32: ``frame``'s feature columns in order, scaled by ``scaler`` when given."""
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise DataError(
@@ -43,17 +55,11 @@ def feature_matrix(
     values = selected.to_numpy()  # the columns' common dtype: float32 columns stay float32 (no float64 copy)
     if values.dtype.kind not in "fiu":  # booleans, nullable or mixed types
         values = selected.to_numpy(dtype=np.float64, na_value=np.nan)
-    x = np.empty(values.shape, dtype=np.float32)  # C-contiguous, as the split arrays are
-    if center is None:
+    if scaler is None:
+        x = np.empty(values.shape, dtype=np.float32)  # C-contiguous, as the split arrays are
         x[...] = values
     else:
-        # (x - center) / scale in float64, then float32, as the split files were made; in row blocks, so
-        # the float64 temporary stays small
-        block = np.empty((min(_BLOCK_ROWS, len(values)), values.shape[1]), dtype=np.float64)
-        for start in range(0, len(values), _BLOCK_ROWS):
-            part = block[: min(_BLOCK_ROWS, len(values) - start)]
-            np.subtract(values[start : start + _BLOCK_ROWS], center, out=part)
-            np.divide(part, scale, out=x[start : start + _BLOCK_ROWS], casting="same_kind")
+        x = scaler.transform(values)  # the same code and numbers as the split files were written with
     finite = np.isfinite(x)
     if not finite.all():
         bad = np.flatnonzero(~finite.all(axis=0))
@@ -116,7 +122,7 @@ class Predictor:
         batch_size: rows or windows per call of the model.
     """
 
-    def __init__(self, bundle: "ModelBundle", batch_size: int = 2048) -> None:
+    def __init__(self, bundle: BundleLike, batch_size: int = 2048) -> None:
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
         self.bundle = bundle

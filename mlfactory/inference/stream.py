@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import pandas as pd
 
+from mlfactory.atomic import remove_stale_partials, replacing
 from mlfactory.errors import DataError
-from mlfactory.atomic import partial_path, remove_stale_partials
 from mlfactory.inference.predictor import DATETIME, SYMBOL, output_frame
 
 if TYPE_CHECKING:
@@ -70,10 +70,9 @@ def predict_file(
     schema = output_schema(bundle.class_names, bundle.class_labels)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(output)
-    tmp = partial_path(output)
     predictor = bundle.predictor(batch_size=batch_size)
     rows = 0
-    try:
+    with replacing(output) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer, tqdm(
             total=total, unit="rows", unit_scale=True, desc=f"predict {input.name}", disable=not progress
         ) as bar:
@@ -85,10 +84,6 @@ def predict_file(
                 bar.update(len(frame))
         if rows == 0:
             raise DataError(_no_rows(input))
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return rows
 
 

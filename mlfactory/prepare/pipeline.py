@@ -28,18 +28,24 @@ import numpy as np
 import pandas as pd
 
 from mlfactory.atomic import partial_path, remove_stale_partials
-from mlfactory.data.container import UNFINISHED_MARKER
-from mlfactory.prepare import OutputExistsError, PrepareError, scaling
+from mlfactory.data.contract import (
+    BARS_FILE,
+    METADATA_FILE,
+    RAW_BAR_COLUMNS,
+    SPLITS,
+    UNFINISHED_MARKER,
+    split_file,
+    split_schema,
+)
+from mlfactory.prepare import OutputExistsError, PrepareError
+from mlfactory.prepare.scaling import Scaler, check_kind
 from mlfactory.prepare import timeframes as tfs
-from mlfactory.prepare.bars import BAR_COLUMNS, Bars, load_bars, whole_number
+from mlfactory.prepare.bars import Bars, load_bars, whole_number
 from mlfactory.prepare.features import feature_names, symbol_features, timeframe_slices
 from mlfactory.prepare.labels import Labels, label_symbol
-from mlfactory.prepare.splits import SPLITS, Cuts, cut_times, split_rows
+from mlfactory.prepare.splits import Cuts, cut_times, split_rows
 from mlfactory.prepare.weights import normalise, sample_weights
 
-METADATA_FILE = "scaling_metadata.json"
-BARS_FILE = "bars.parquet"
-"""Every checked base bar (repairs included, ``filled`` marks them): what multi-resolution windows read."""
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 DEFAULT_MAX_DROP_SHARE = 0.01
 """Largest share of a symbol's rows (after the warm-up) that a step may drop for non-finite features or
@@ -158,10 +164,9 @@ def _prepare_into(tmp: Path, out: Path, bars, timeframes, options: _Options, ove
         _check_splits(symbols, cuts)
         weights = _split_weights(symbols, options.horizons)
         bar.stage("fit scaler")
-        center, scale = scaling.fit(options.scaler, _train_columns(symbols, len(names)))
-        meta = _metadata(loaded, symbols, names, frames_ns, options, cuts, center, scale)
-        _write_atomically(tmp, out, overwrite, loaded, symbols, names, center, scale, weights, options.horizons, meta,
-                          bar)
+        scaler = Scaler.fit(options.scaler, _train_columns(symbols, len(names)))
+        meta = _metadata(loaded, symbols, names, frames_ns, options, cuts, scaler)
+        _write_atomically(tmp, out, overwrite, loaded, symbols, names, scaler, weights, options.horizons, meta, bar)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +210,7 @@ def _check_options(horizons, fractions, dates, embargo, scaler, barrier_k, vol_w
         fractions=fr,
         dates=None if dates is None else tuple(dates),
         embargo=max(hs) if embargo is None else whole_number(embargo, "embargo", 0),
-        scaler=scaling.check_kind(scaler),
+        scaler=check_kind(scaler),
         barrier_k=k,
         vol_window=whole_number(vol_window, "vol_window", 2),
         fill_gaps=whole_number(fill_gaps, "fill_gaps", 0),
@@ -290,9 +295,9 @@ def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options,
     rows = bars.block(i)
     name = bars.symbols[i]
     times = bars.times[rows]
-    raw = {c: getattr(bars, c)[rows] for c in BAR_COLUMNS}
+    raw = {c: getattr(bars, c)[rows] for c in RAW_BAR_COLUMNS}
     bar.stage(f"features {name}")
-    features, incomplete = symbol_features(times, *(raw[c] for c in BAR_COLUMNS), timeframes_ns=frames_ns)
+    features, incomplete = symbol_features(times, *(raw[c] for c in RAW_BAR_COLUMNS), timeframes_ns=frames_ns)
     bar.stage(f"labels {name}")
     labels = label_symbol(raw["close"], options.horizons, barrier_k=options.barrier_k, vol_window=options.vol_window)
     has_features = np.ones(len(times), dtype=bool)
@@ -416,24 +421,12 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").isoformat()
 
 
-def _schema(names: list[str], horizons: tuple[int, ...]):
-    import pyarrow as pa
-
-    fields = [pa.field("datetime", pa.timestamp("ns", tz="UTC")), pa.field("symbol", pa.string())]
-    fields += [pa.field(n, pa.float32()) for n in names]
-    for h in horizons:
-        fields += [pa.field(f"label_h{h}", pa.int8()), pa.field(f"sample_weight_h{h}", pa.float32()),
-                   pa.field(f"fwd_return_h{h}", pa.float32())]
-    fields += [pa.field(c, pa.float64()) for c in BAR_COLUMNS]
-    return pa.schema(fields)
-
-
-def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str], center: np.ndarray,
-                 scale: np.ndarray, weights: dict[int, list[np.ndarray]], horizons: tuple[int, ...]) -> None:
+def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str], scaler: Scaler,
+                 weights: dict[int, list[np.ndarray]], horizons: tuple[int, ...]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _schema(names, horizons)
+    schema = split_schema(names, horizons)
     # Dictionary encoding only pays for the symbol; on float features it is slow (7x) and no smaller.
     with pq.ParquetWriter(path, schema, use_dictionary=["symbol"]) as writer:
         for k, s in enumerate(symbols):
@@ -443,28 +436,26 @@ def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str
                 sl = slice(lo, lo + len(chunk))
                 columns = [pa.array(s.times[chunk], pa.timestamp("ns", tz="UTC")),
                            pa.array([s.name], pa.string()).take(np.zeros(len(chunk), dtype=np.int64))]
-                for j in range(len(names)):
-                    scaled = (s.features[j, chunk].astype(np.float64) - center[j]) / scale[j]
-                    columns.append(pa.array(scaled.astype(np.float32)))
+                scaled = scaler.transform(s.features[:, chunk].T)  # (rows, features) float32
+                columns += [pa.array(scaled[:, j]) for j in range(len(names))]
+                del scaled
                 for h in horizons:
                     lab = s.labels[h]
                     columns += [pa.array(lab.label[chunk].astype(np.int8)),
                                 pa.array(weights[h][k][sl].astype(np.float32)),
                                 pa.array(lab.fwd_return[chunk].astype(np.float32))]
-                columns += [pa.array(s.raw[c][chunk]) for c in BAR_COLUMNS]
+                columns += [pa.array(s.raw[c][chunk]) for c in RAW_BAR_COLUMNS]
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
 def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str],
-                      center: np.ndarray, scale: np.ndarray, weights: dict, horizons: tuple[int, ...], meta: dict,
-                      bar: "_Progress") -> None:
+                      scaler: Scaler, weights: dict, horizons: tuple[int, ...], meta: dict, bar: "_Progress") -> None:
     """Write every file into the marked ``tmp``, then unmark it and rename it to ``out``."""
     old = None
     try:
         bar.stage("write splits")
         for split in SPLITS:
-            _write_split(tmp / f"{split}_scaled.parquet", split, symbols, names, center, scale, weights[split],
-                         horizons)
+            _write_split(tmp / split_file(split), split, symbols, names, scaler, weights[split], horizons)
         bars.to_frame().to_parquet(tmp / BARS_FILE, index=False)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if out.is_dir() and any(out.iterdir()):
@@ -492,10 +483,10 @@ def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols
 
 
 def _metadata(bars: Bars, symbols: list[_Symbol], names: list[str], frames_ns: list[int], options: _Options,
-              cuts: Cuts, center: np.ndarray, scale: np.ndarray) -> dict:
+              cuts: Cuts, scaler: Scaler) -> dict:
     import talib
 
-    from mlfactory import __version__
+    from mlfactory.version import __version__
 
     boundaries, rows = {}, {}
     for split in SPLITS:
@@ -507,11 +498,7 @@ def _metadata(bars: Bars, symbols: list[_Symbol], names: list[str], frames_ns: l
         for tf, n in s.stats["incomplete_bins_dropped"].items():
             incomplete[tf] = incomplete.get(tf, 0) + n
     return {
-        "scaler": options.scaler,
-        "scaler_statistics": scaling.DESCRIPTIONS[options.scaler],
-        "features": names,
-        "center": {n: float(c) for n, c in zip(names, center)},
-        "scale": {n: float(s) for n, s in zip(names, scale)},
+        **scaler.to_metadata(names),
         "train_range": boundaries["train"],
         "horizons": list(options.horizons),
         "base_resolution": tfs.label(bars.resolution_ns),
