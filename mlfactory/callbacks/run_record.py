@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from mlfactory.atomic import partial_path
+from mlfactory.atomic import replacing, write_json
 from mlfactory.data.container import class_mapping
 from mlfactory.evaluation import plots
 from mlfactory.evaluation.importance import feature_importance
@@ -26,18 +26,6 @@ from mlfactory.inference.bundle import write_bundle
 from mlfactory.models.base import predict_batches
 
 STATUS_FILE = "status.json"
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the whole new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    try:
-        tmp.write_text(json.dumps(_finite(payload), indent=2, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a half-written temporary file would hold space a full disk needs
-        raise
 
 
 class RunRecord(Callback):
@@ -181,24 +169,19 @@ class RunRecord(Callback):
         identity = split.identity(rows)
         path = self.run_dir / "predictions" / f"{name}_predictions.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial_path(path)
-        try:
-            with open(tmp, "wb") as file:  # a file object: numpy adds no .npz to the temporary's name
-                np.savez(
-                    file,
-                    probabilities=probs,
-                    predicted_class=probs.argmax(axis=1),
-                    confidence=probs.max(axis=1),
-                    label=labels,
-                    row=rows,
-                    datetime=split.timestamps[rows],
-                    symbol=identity["symbol"].to_numpy().astype(str),
-                    class_mapping=np.array(json.dumps(class_mapping())),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # a file object: numpy adds no .npz to the temporary's name
+        with replacing(path) as tmp, open(tmp, "wb") as file:
+            np.savez(
+                file,
+                probabilities=probs,
+                predicted_class=probs.argmax(axis=1),
+                confidence=probs.max(axis=1),
+                label=labels,
+                row=rows,
+                datetime=split.timestamps[rows],
+                symbol=identity["symbol"].to_numpy().astype(str),
+                class_mapping=np.array(json.dumps(class_mapping())),
+            )
         return metrics
 
     def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict) -> None:
@@ -330,17 +313,6 @@ def _trainer_settings(trainer: L.Trainer) -> dict[str, Any]:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "callbacks": [type(c).__name__ for c in trainer.callbacks],
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become null, so the files are strict JSON."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _now() -> str:

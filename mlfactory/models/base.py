@@ -113,7 +113,7 @@ class FactoryModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which model wrote it, so `validate/test/predict --ckpt_path` need no --model
-        from mlfactory import __version__
+        from mlfactory.version import __version__
 
         module_type = type(self)
         checkpoint["mlfactory"] = {
