@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -66,15 +65,13 @@ def compare_command(argv: list[str]) -> int:
 
 def _write(path: Path, writer: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file, so a failed write (a full disk) leaves no half file."""
-    from mlfactory.atomic import partial_path
+    from mlfactory.atomic import replacing
 
-    tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer(tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            writer(tmp)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         reason = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror or str(err)
         raise RunError(f"cannot write {path}: {reason}; free space or pass --output with another folder") from None
 
