@@ -92,7 +92,7 @@ class RunRecord(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         checkpoint = trainer.checkpoint_callback
         best_path = getattr(checkpoint, "best_model_path", "") or ""
-        if best_path and not hasattr(pl_module, "estimator_"):
+        if best_path and not getattr(pl_module, "fits_once", False):  # a fit-once model is its one fit already
             state = torch.load(best_path, map_location=pl_module.device, weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
         if not trainer.is_global_zero:

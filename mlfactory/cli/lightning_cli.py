@@ -24,7 +24,6 @@ from mlfactory.callbacks.run_record import RunRecord
 from mlfactory.data.datamodule import FactoryDataModule
 from mlfactory.errors import ConfigError, RunError
 from mlfactory.models.base import FactoryModule
-from mlfactory.models.estimator import EstimatorModule
 from mlfactory.registry import class_path_for, list_models, registry_name_of
 
 SHARED_CONFIG = Path("configs") / "training.yaml"
@@ -105,7 +104,7 @@ class FactoryCLI(LightningCLI):
             )
 
     def after_instantiate_classes(self) -> None:
-        if not isinstance(self.model, EstimatorModule):
+        if not getattr(self.model, "fits_once", False):
             return
         if self.subcommand == "fit" and self.trainer.max_epochs is not None and self.trainer.max_epochs < 1:
             raise ConfigError(

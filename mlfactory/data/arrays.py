@@ -14,7 +14,6 @@ import numpy as np
 
 from mlfactory.data.container import CLASS_NAMES, SPLITS, SplitData, TimeSeriesDataContainer
 from mlfactory.data.datamodule import FactoryDataModule, Split
-from mlfactory.data.windows import TabularDataset
 from mlfactory.errors import DataError
 
 ArraySplit = Sequence[Any]
@@ -126,6 +125,7 @@ class ArrayDataModule(FactoryDataModule):
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
             predict_split=predict_split,
+            balance_classes=False,  # the arrays' weights are used as given
             input_kind=input_kind,
         )
 
@@ -147,18 +147,22 @@ class ArrayDataModule(FactoryDataModule):
 
     def dataset(self, split: str):
         """The dataset of ``split`` in the current view; the tabular view of windows is their last steps."""
-        if self.prewindowed and self.view() == "tabular":
-            data = self._require_container().split(split)
-            return TabularDataset(data, data.window_end_rows(self.seq_len))
+        if self.prewindowed and split not in self.row_subset:
+            view = self.input_view()
+            if not view.windowed:
+                return view.dataset(self._require_container(), split, self._window_ends(split))
         return super().dataset(split)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, y, w) of a split for estimators: the table itself, or the last step of every window."""
         X, y, w = super().arrays(split)
-        if not self.prewindowed:
+        if not self.prewindowed or split in self.row_subset:
             return X, y, w
-        rows = self.container.split(split).window_end_rows(self.seq_len)
+        rows = self._window_ends(split)
         return X[rows], y[rows], w[rows]
+
+    def _window_ends(self, split: str) -> np.ndarray:
+        return self._require_container().split(split).window_end_rows(self.seq_len)
 
     def sample_index(self, rows: np.ndarray) -> np.ndarray:
         """The position in the split's arrays (``0 .. n-1``) of the samples ending at split ``rows``."""

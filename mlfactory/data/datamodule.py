@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from mlfactory.data.container import CLASS_NAMES, TimeSeriesDataContainer, split_file
+from mlfactory.data.views import InputView
 from mlfactory.data.windows import collate_batch
-from mlfactory.errors import DataError, ModelError
+from mlfactory.errors import DataError
 
 Split = Literal["train", "val", "test"]
 
@@ -80,6 +84,8 @@ class FactoryDataModule(L.LightningDataModule):
         self.lookback = lookback
         self.span = span
         self.container: TimeSeriesDataContainer | None = None
+        self.unbalanced_container: TimeSeriesDataContainer | None = None  # before balance_classes
+        self.row_subset: dict[str, np.ndarray] = {}  # split -> its rows in use (restricted())
 
     def prepare_data(self) -> None:
         """Build the embedded sample data on first use (once per machine)."""
@@ -92,6 +98,7 @@ class FactoryDataModule(L.LightningDataModule):
         if self.container is None:
             container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
             _warn_single_class(container)
+            self.unbalanced_container = container
             self.container = container.with_balanced_classes() if self.balance_classes else container
 
     def resolved_data_dir(self) -> Path:
@@ -102,34 +109,71 @@ class FactoryDataModule(L.LightningDataModule):
 
         return default_data_dir(signal=self.sample_signal)
 
-    def view(self) -> str:
-        """The input kind of the attached model, else ``input_kind``."""
+    def input_view(self) -> InputView:
+        """The view of the attached model (its ``input_kind``), else of ``input_kind``; ``seq_len`` is ours."""
         model = self.trainer.lightning_module if self.trainer is not None else None
         kind = getattr(model, "input_kind", None) or self.input_kind
-        if kind not in ("tabular", "sequence", "multires"):
-            raise ModelError(
-                f"{type(model).__name__} asks for input kind {kind!r}, which FactoryDataModule does not serve yet"
-            )
-        return kind
+        reader = type(model).__name__ if model is not None else type(self).__name__
+        return InputView.of(kind, self.seq_len, tuple(self.timeframes), self.lookback, self.span, reader=reader)
+
+    def view(self) -> str:
+        """The input kind of :meth:`input_view` (``tabular``, ``sequence`` or ``multires``)."""
+        return self.input_view().kind
 
     def dataset(self, split: str) -> Dataset:
-        """The dataset of ``split`` in the current view."""
-        container = self._require_container()
-        view = self.view()
-        if view == "multires":
-            return container.get_multi_resolution_bars(split, self.timeframes, self.lookback, self.span)
-        if view == "sequence":
-            return container.get_pytorch_sequences(split, self.seq_len)
-        return container.get_tabular_dataset(split)
+        """The dataset of ``split`` in the current view, over its rows in use (every valid row by default)."""
+        return self.input_view().dataset(self._require_container(), split, self.row_subset.get(split))
+
+    def sample_rows(self, split: str, view: InputView | None = None) -> np.ndarray:
+        """The rows of ``split`` that are samples in ``view`` (default: the current one), within the rows in use."""
+        if split in self.row_subset:
+            return self.row_subset[split]
+        return (view or self.input_view()).valid_rows(self._require_container().split(split))
+
+    def restricted(
+        self,
+        train: np.ndarray | None = None,
+        val: np.ndarray | None = None,
+        predict: np.ndarray | None = None,
+        learn_statistics: bool = True,
+    ) -> "FactoryDataModule":
+        """The same data module over given rows of the same container: fit any model on any subset.
+
+        ``train`` and ``val`` are rows of the train and val splits, ``predict`` rows of
+        ``predict_split``; a split not given keeps all its rows. The result is an ordinary data module:
+        ``Trainer.fit(model, datamodule=dm.restricted(train=rows))`` fits any registered model,
+        neural or not, on those rows. Estimators read exactly these rows through :meth:`arrays`;
+        every view serves exactly them (each must be a sample of the model's view, e.g. have a full window).
+
+        With ``learn_statistics`` (and ``balance_classes``), the class-balance factors are learned
+        again from the ``train`` rows alone, so nothing about the other rows reaches the fit; without
+        it, the factors learned from the whole training split are kept. Call after ``setup``.
+        """
+        base = self._require_container()
+        restricted = copy.copy(self)
+        restricted.trainer = None
+        restricted.row_subset = dict(self.row_subset)
+        for split, rows in (("train", train), ("val", val), (self.predict_split, predict)):
+            if rows is not None:
+                restricted.row_subset[split] = np.asarray(rows, dtype=np.int64)
+        if learn_statistics and self.balance_classes and train is not None and self.unbalanced_container is not None:
+            restricted.container = _balanced_on_rows(self.unbalanced_container, restricted.row_subset["train"])
+        else:
+            restricted.container = base
+        return restricted
 
     def multires_lookbacks(self) -> dict[str, int]:
         """Bins per window of each multi-resolution timeframe, in ``timeframes`` order (builds the bins once)."""
         container = self._require_container()
         return container.get_multi_resolution_bars("train", self.timeframes, self.lookback, self.span).bars.lookbacks
 
-    def arrays(self, split: str):
-        """(X, y, w) of a split for estimators: the container's arrays themselves."""
-        return self._require_container().get_sklearn_arrays(split)
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, w) of a split for estimators: the container's arrays themselves, or the rows in use."""
+        X, y, w = self._require_container().get_sklearn_arrays(split)
+        rows = self.row_subset.get(split)
+        if rows is None or (len(rows) == len(X) and np.array_equal(rows, np.arange(len(X)))):
+            return X, y, w  # every row: no copy
+        return X[rows], y[rows], w[rows]
 
     def train_dataloader(self) -> DataLoader:
         return self.eval_loader("train", shuffle=True, batch_size=self.batch_size)
@@ -158,6 +202,24 @@ class FactoryDataModule(L.LightningDataModule):
         if self.container is None:
             raise DataError("FactoryDataModule has no data yet: call prepare_data() and setup('fit') first")
         return self.container
+
+
+def _balanced_on_rows(container: TimeSeriesDataContainer, rows: np.ndarray) -> TimeSeriesDataContainer:
+    """``container`` balanced with class factors learned from ``rows`` of its train split only."""
+    train = container.split("train")
+    mask = np.zeros(len(train), dtype=np.float32)
+    mask[rows] = 1.0
+    splits = dict(container.splits, train=dataclasses.replace(train, weights=train.weights * mask))
+    # the container's own rule, on a train split whose other rows weigh nothing
+    factors = np.asarray(TimeSeriesDataContainer(splits, container.feature_names, container.horizon, container.data_dir,
+                                                 container.metadata).with_balanced_classes().class_factors)
+    balanced = TimeSeriesDataContainer(
+        {name: dataclasses.replace(s, weights=(s.weights * factors[s.labels]).astype(np.float32))
+         for name, s in container.splits.items()},
+        container.feature_names, container.horizon, container.data_dir, container.metadata,
+    )
+    balanced.class_factors = factors.tolist()
+    return balanced
 
 
 # what a split holding one class makes meaningless (train with one class is refused by the container)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from mlfactory.data.windows import SequenceDataset, TabularDataset, collate_batch
+from mlfactory.data.windows import collate_batch
 from mlfactory.evaluation.classification import log_loss
 from mlfactory.models.base import predict_batches
 
@@ -19,18 +19,17 @@ PREDICTION_BUDGET = 200_000  # samples predicted for permutation importance, all
 def feature_importance(module: Any, datamodule: Any, max_samples: int = 2000, seed: int = 0) -> dict | None:
     """``{"method", "features", "importance"}`` for ``module``, or None when it has no importance.
 
-    A model that defines ``native_importance()`` (boosting: total gain per feature) reports that.
+    A model that ``supports_importance`` (boosting: total gain per feature) reports its own.
     Others get permutation importance on the validation split: the rise in log loss when one
     feature's column is shuffled across rows (so whole windows see the shuffled values), on at most
     ``max_samples`` samples (fewer when there are many features: 200,000 predictions in all), one
     shuffle per feature.
     """
     container = datamodule.container
-    native = getattr(module, "native_importance", None)
-    values = native() if callable(native) else None
+    values = module.native_importance() if module.supports_importance else None
     if values is not None:
         return {"method": "gain", "features": container.feature_names, "importance": np.asarray(values, float)}
-    if max_samples <= 0 or datamodule.view() == "multires":  # raw bars, not feature columns, to permute
+    if max_samples <= 0 or not module.input_view(datamodule.seq_len).reads_feature_columns:  # raw bars to permute
         return None
     # one baseline and one shuffled pass per feature: cap the total number of predicted samples
     max_samples = max(1, min(max_samples, PREDICTION_BUDGET // (container.n_features + 1)))
@@ -42,16 +41,21 @@ def feature_importance(module: Any, datamodule: Any, max_samples: int = 2000, se
 
 
 def permutation_importance(module: Any, datamodule: Any, max_samples: int, seed: int) -> np.ndarray:
-    split = datamodule.container.split("val")
-    sequence = datamodule.view() == "sequence"
-    rows = split.window_end_rows(datamodule.seq_len) if sequence else np.arange(len(split))
+    """The rise in val log loss per shuffled feature column, on at most ``max_samples`` of the model's val samples.
+
+    The samples are the model's own view of the val rows the data module serves; the shuffled split
+    replaces the container's in that same view, so windows see the shuffled values.
+    """
+    container = datamodule.container
+    split = container.split("val")
+    view = module.input_view(datamodule.seq_len)
+    rows = datamodule.sample_rows("val", view)
     rng = np.random.default_rng(seed)
     if len(rows) > max_samples:
         rows = np.sort(rng.choice(rows, max_samples, replace=False))
 
     def loss(features: np.ndarray) -> float:
-        data = dataclasses.replace(split, features=features)
-        dataset = SequenceDataset(data, datamodule.seq_len, rows) if sequence else TabularDataset(data, rows)
+        dataset = view.dataset(container, "val", rows, split_data=dataclasses.replace(split, features=features))
         loader = DataLoader(dataset, batch_size=datamodule.eval_batch_size, collate_fn=collate_batch)
         probs = predict_batches(module, loader)["probs"].float().numpy()
         return log_loss(probs, split.labels[rows], split.weights[rows])
@@ -65,4 +69,3 @@ def permutation_importance(module: Any, datamodule: Any, max_samples: int, seed:
         importance[j] = loss(shuffled) - baseline
         shuffled[:, j] = original
     return importance
-

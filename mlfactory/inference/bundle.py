@@ -17,9 +17,11 @@ A bundle is input from outside, so loading is a trust boundary (docs/inference.m
 signature is checked first (a signed bundle that does not verify is always refused; ``require_signature``
 refuses unsigned ones too), then every checksum, before any file but the manifest is parsed and before
 a native parser (xgboost, lightgbm, catboost, skops, torch) sees a byte. The model is rebuilt only
-through the class registered under its name (``from_native`` / ``load_state_dict`` /
-``restore_member``), never through an import path read from the bundle, so the bundle predicts
-through the same code as the trained model and can run nothing else.
+through the class registered under its name, which reads its own files (``load_native``, the inverse
+of the ``export_native`` that wrote them), never through an import path read from the bundle, so the
+bundle predicts through the same code as the trained model and can run nothing else. The bundle asks
+the model, never its family: the libraries it needs, how to read its files, its probabilities of an
+array (``predict_proba_array``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import platform
 import shutil
 import warnings
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,19 +76,13 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
 
     The directory is built beside its final place and renamed into it when complete, so a bundle is
     either whole or absent. When a bundle key is configured (:func:`signing_key`), the bundle is signed.
-    A module that is neither an estimator, a neural network nor an ensemble of
-    them cannot be rebuilt from a bundle, and a bundle cannot serve a multi-resolution model's raw-bar
-    windows yet: those get none, with a warning.
+    A bundle cannot serve a multi-resolution model's raw-bar windows yet: those get none, with a warning.
     """
-    kind = _model_kind(module)
-    if kind is None:
-        warnings.warn(f"{type(module).__name__} is not an EstimatorModule or NeuralModule; no inference bundle written")
-        return None
     container = datamodule.container
-    input_kind = getattr(module, "input_kind", "tabular")
-    if input_kind not in ("tabular", "sequence"):
+    view = module.input_view(datamodule.seq_len)
+    if not view.reads_feature_columns:
         # a bundle predicts from a table of features; multi-resolution models read raw bars instead
-        warnings.warn(f"{type(module).__name__} reads {input_kind!r} input, which bundles cannot serve yet; no "
+        warnings.warn(f"{type(module).__name__} reads {view.kind!r} input, which bundles cannot serve yet; no "
                       "inference bundle written (the checkpoint and best_model/ reload it)")
         return None
 
@@ -101,15 +96,15 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
         spec = {
             "format_version": FORMAT_VERSION,
             "created": _now(),
-            "model": _model_spec(module, kind),
-            "input": _input_spec(container, input_kind, datamodule.seq_len),
+            "model": _model_spec(module),
+            "input": _input_spec(container, view),
             "horizon": int(container.horizon),
             "class_mapping": class_mapping(),
             "training_data": _fingerprint(container),
-            "versions": _versions(module, kind),
+            "versions": _versions(module),
         }
         _write_json(tmp / SPEC_FILE, spec)
-        _write_manifest(tmp, spec)
+        _write_manifest(tmp, spec, module.library)
         if key is not None:
             _write_signature(tmp, key)
         _replace_dir(tmp, target)
@@ -119,47 +114,35 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
     return target
 
 
-def _model_kind(module: Any) -> str | None:
-    from mlfactory.models.ensemble.base import EnsembleModule
-    from mlfactory.models.estimator import EstimatorModule
-    from mlfactory.models.neural.base import NeuralModule
-
-    if isinstance(module, EnsembleModule):
-        return "ensemble"
-    if isinstance(module, EstimatorModule):
-        return "estimator"
-    if isinstance(module, NeuralModule):
-        return "neural"
-    return None
-
-
 def _class_path(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def _model_spec(module: Any, kind: str) -> dict[str, Any]:
+def _model_spec(module: Any) -> dict[str, Any]:
+    members = module.fitted_members()
     spec = {
         "name": module.registry_name,
         "class_path": _class_path(module),
-        "family": module.family,
-        "kind": kind,
+        "family": module.family,  # for people reading the bundle; never read back
+        # format 1 names how the model is rebuilt; only older mlfactory versions read it back
+        "kind": "ensemble" if members else ("estimator" if module.fits_once else "neural"),
         "hparams": module.hyperparameters(),
     }
-    if kind == "ensemble":
+    if members:
         # the combiner is in model/ensemble.json (export_native); members' own arguments are here
         spec["members"] = [
             {"name": m.registry_name, "class_path": _class_path(m), "hparams": m.hyperparameters()}
-            for m in module.members_
+            for m in members
         ]
     return spec
 
 
-def _input_spec(container: Any, input_kind: str, seq_len: int) -> dict[str, Any]:
+def _input_spec(container: Any, view: Any) -> dict[str, Any]:
     features = list(container.feature_names)
     scaler = _scaler(container.metadata, features, container.data_dir)
     return {
-        "kind": input_kind,
-        "seq_len": int(seq_len) if input_kind == "sequence" else None,
+        "kind": view.kind,
+        "seq_len": view.seq_len,
         "features": features,
         "expects": "unscaled" if scaler is not None else "scaled",
         "scaler": scaler,
@@ -196,31 +179,24 @@ def _fingerprint(container: Any) -> dict[str, Any]:
     return fingerprint
 
 
-def _versions(module: Any, kind: str) -> dict[str, Any]:
+def _versions(module: Any) -> dict[str, Any]:
     from mlfactory.version import __version__
-    from mlfactory.models.estimator import _version
 
-    if kind == "estimator":
-        libraries = [module.library]
-    elif kind == "neural":
-        libraries = ["torch"]
-    else:
-        libraries = ["torch"] + [getattr(m, "library", "") or "torch" for m in module.members_]
     return {
         "mlfactory": __version__,
         "python": platform.python_version(),
-        "libraries": {lib: _version(lib) for lib in dict.fromkeys(libraries)},
+        "libraries": module.library_versions(),
     }
 
 
-def _write_manifest(directory: Path, spec: dict[str, Any]) -> None:
+def _write_manifest(directory: Path, spec: dict[str, Any], library: str) -> None:
+    """``manifest.json``: every file's sha256, and ``library``, whose format the model's own file is in."""
     files = {
         path.relative_to(directory).as_posix(): sha256_file(path)
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
     libraries = spec["versions"]["libraries"]
-    library = next(iter(libraries)) if spec["model"]["kind"] != "ensemble" else "mlfactory"
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": spec["created"],
@@ -485,19 +461,7 @@ class ModelBundle:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, 3) float32 probabilities of model inputs ``x``: (n, n_features) rows or (n, seq_len, n_features) windows."""
-        if self.module.family in ("boosting", "classical"):
-            # a single estimator: straight to its library, without a torch round trip or a loss
-            return np.asarray(self.module.estimator_proba(x), dtype=np.float32)
-        import torch
-
-        with torch.inference_mode():
-            tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            batch = {
-                "x": tensor,
-                "y": torch.zeros(len(x), dtype=torch.long, device=self.device),
-                "w": torch.ones(len(x), dtype=torch.float32, device=self.device),
-            }
-            return self.module.predict_proba(batch).float().cpu().numpy()
+        return self.module.predict_proba_array(x)
 
 
 def _bundle_dir(path: str | Path) -> Path:
@@ -580,14 +544,13 @@ def _check_versions(directory: Path, spec: dict[str, Any], classes: list[type]) 
     """Every library the model's registered classes need is installed; warn (as scikit-learn does for
     pickles) when its version differs from the writer's. Only those libraries are imported, never a
     name read from the bundle."""
-    from mlfactory.models.estimator import EstimatorModule, _version
+    from mlfactory.models.base import library_version
 
-    needed = dict.fromkeys("torch" if not issubclass(c, EstimatorModule) or c.family == "ensemble" else c.library
-                           for c in classes)
+    needed = dict.fromkeys(library for c in classes for library in c.libraries())
     versions = spec.get("versions")
     written = versions.get("libraries") if isinstance(versions, dict) else None
     for library in needed:
-        installed = _version(library)
+        installed = library_version(library)
         recorded = written.get(library) if isinstance(written, dict) else None
         if installed is None:
             raise BundleError(f"{directory} holds a {library} model, but {library} is not installed; install "
@@ -635,7 +598,7 @@ def _registered_classes(directory: Path, spec: dict[str, Any]) -> list[type]:
     model = spec.get("model")
     name, class_path, _ = _model_entry(directory, model, "model")
     classes = [registered_class(name, class_path, f"{directory / SPEC_FILE}")]
-    if model.get("kind") == "ensemble":
+    if "members" in model:
         members = model.get("members")
         if not isinstance(members, list) or not members:
             raise BundleError(f"{directory / SPEC_FILE}: an ensemble needs its list of members; the bundle is damaged")
@@ -646,36 +609,21 @@ def _registered_classes(directory: Path, spec: dict[str, Any]) -> list[type]:
 
 
 def _load_module(directory: Path, spec: dict[str, Any], classes: list[type], device: str) -> Any:
+    """The registered model built from its hyper-parameters, reading its own files (``load_native``)."""
+    from mlfactory.models.base import NativeFileError
+
     model = spec["model"]
     module = _construct(classes[0], model["hparams"], directory / SPEC_FILE)
-    kind = _model_kind(module)
-    if kind != model.get("kind"):
+    try:
+        module.load_native(directory / MODEL_DIR)
+    except NativeFileError as err:
         raise BundleError(
-            f"{directory / SPEC_FILE}: model kind {model.get('kind')!r} does not fit {model['name']!r} (a {kind} "
-            "model); the bundle is damaged"
-        )
-    files = directory / MODEL_DIR
-    if kind == "estimator":
-        path = files / f"model.{module.native_suffix}"
-        _parse_native(path, lambda: module.on_load_checkpoint({"estimator": {"data": path.read_bytes()}}), module.library)
-    elif kind == "neural":
-        module.ensure_network()
-        path = files / "weights.pt"
-        weights = _load_weights(path)
-        _parse_native(path, lambda: module.load_state_dict(weights), "torch")
-    else:
-        from mlfactory.models.ensemble.members import restore_member
-
-        members = []
-        for i, (member, cls) in enumerate(zip(model["members"], classes[1:])):
-            state = _member_state(files / "members" / f"{i}_{member['name']}", member, cls)
-            members.append(_parse_native(state.pop("_path"), partial(restore_member, state), getattr(cls, "library", "torch")))
-        path = files / "ensemble.json"
-        combiner = _read_json(path).get("combiner", {})
-        # as EnsembleModule.on_load_checkpoint, but each member's file is named when it cannot be parsed
-        module.members_ = members
-        module.estimator_ = members
-        _parse_native(path, lambda: module.restore_combiner(combiner), "mlfactory")
+            f"{err}; it is damaged or not what it claims. Use an intact copy of the bundle, and require signed bundles "
+            "(--require-signature) from sources you do not control"
+        ) from None
+    except MLFactoryError as err:
+        raise BundleError(f"{directory / MODEL_DIR}: cannot rebuild {model['name']!r} from its files ({_one_line(err)}); "
+                          "the bundle is damaged or was written by another version of the model") from None
     return module.to(device).eval()
 
 
@@ -687,44 +635,6 @@ def _construct(cls: type, hparams: dict[str, Any], source: Path) -> Any:
         raise BundleError(
             f"{source}: the hyper-parameters do not fit {cls.registry_name} ({_one_line(err)}); the bundle is damaged "
             "or was written by another version of the model"
-        ) from None
-
-
-def _member_state(directory: Path, member: dict[str, Any], cls: type) -> dict[str, Any]:
-    """The state :func:`mlfactory.models.ensemble.members.restore_member` takes, from a member's files
-    (and, under ``_path``, the file it came from)."""
-    from mlfactory.models.estimator import EstimatorModule
-
-    state: dict[str, Any] = {"name": member["name"], "hparams": member["hparams"]}
-    if issubclass(cls, EstimatorModule):
-        state["_path"] = directory / f"model.{cls.native_suffix}"
-        state["native"] = state["_path"].read_bytes()
-    else:
-        state["_path"] = directory / "weights.pt"
-        state["state_dict"] = _load_weights(state["_path"])
-    return state
-
-
-def _load_weights(path: Path) -> dict[str, Any]:
-    import torch
-
-    return _parse_native(path, lambda: torch.load(path, map_location="cpu", weights_only=True), "torch")
-
-
-def _parse_native(path: Path, parse: Any, library: str) -> Any:
-    """``parse()``, which reads ``path`` with ``library``; any failure becomes one line naming the file.
-
-    Parsers raise what they like (BadZipFile, UnpicklingError, XGBoostError, ...). The file's checksum
-    (and signature, if any) already matched, so the file is as the bundle's writer made it: either that
-    writer made a bad file, or the bundle is unsigned and someone made it to look intact.
-    """
-    try:
-        return parse()
-    except Exception as err:  # noqa: BLE001 - the boundary of the native parsers
-        raise BundleError(
-            f"{path}: cannot be read as the {library} model file the bundle says it is ({type(err).__name__}: "
-            f"{_one_line(err)}); it is damaged or not what it claims. Use an intact copy of the bundle, and require "
-            "signed bundles (--require-signature) from sources you do not control"
         ) from None
 
 

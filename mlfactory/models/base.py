@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from mlfactory.errors import ModelError
 from mlfactory.metrics import classification_metrics
+
+T = TypeVar("T")
 
 Batch = dict[str, Any]
 """``{"x": tensor or {timeframe: tensor}, "y": classes, "w": weights, "row": split rows}`` (data/windows.py)."""
@@ -33,6 +37,33 @@ def predict_batches(module: L.LightningModule, loader: Iterable[Batch]) -> dict[
     return {k: torch.cat([o[k] for o in outputs]) for k in ("row", "probs", "y")}
 
 
+def library_version(library: str) -> str | None:
+    """The installed ``library``'s own ``__version__`` (its distribution name may differ, e.g. xgboost-cpu)."""
+    try:
+        return getattr(importlib.import_module(library), "__version__", None)
+    except ImportError:
+        return None
+
+
+class NativeFileError(ModelError):
+    """A model file written by :meth:`FactoryModule.export_native` that its library cannot parse."""
+
+
+def read_native(path: Path, library: str, parse: Callable[[], T]) -> T:
+    """``parse()``, which reads ``path`` with ``library``; any failure becomes one line naming the file.
+
+    Native parsers raise what they like (BadZipFile, UnpicklingError, XGBoostError, ...).
+    """
+    try:
+        return parse()
+    except Exception as err:  # noqa: BLE001 - the boundary of the native parsers
+        lines = str(err).strip().splitlines()
+        first = lines[0].strip()[:200] if lines else type(err).__name__
+        raise NativeFileError(
+            f"{path}: cannot be read as the {library} model file it should be ({type(err).__name__}: {first})"
+        ) from None
+
+
 class FactoryModule(L.LightningModule):
     """Base of every model. Subclasses supply :meth:`loss_and_probs`; the rest is shared.
 
@@ -40,12 +71,29 @@ class FactoryModule(L.LightningModule):
     numeric hyper-parameter to its closed ``(low, high)`` range (``None`` = unbounded), checked in
     ``setup`` (before the optimizer or estimator is built) so the error names the parameter, the
     model, the range and the value; ``Literal`` choices in the signature are checked there too.
+
+    The contract the rest of the code relies on, so that nothing outside ``mlfactory/models/`` asks
+    what family a model is: :meth:`export_native` / :meth:`load_native`, :meth:`predict_proba_array`
+    (numpy in, numpy out), :meth:`libraries` / :meth:`library_versions`, :meth:`input_view`, and the
+    capability flags ``fits_once`` and ``supports_importance``.
     """
 
     registry_name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     input_kind: ClassVar[str] = "tabular"
     param_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    library: ClassVar[str] = "torch"
+    """The library whose format :meth:`export_native` writes (the bundle manifest's ``library``)."""
+    fits_once: ClassVar[bool] = False
+    """Fitted once by its library (no gradient steps): no best-epoch weights to reload, epochs,
+    gradient clipping and multi-process strategies do not apply."""
+    supports_importance: ClassVar[bool] = False
+    """Reports its own per-feature importance through :meth:`native_importance`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "supports_importance" not in cls.__dict__:  # the flag follows the method unless a class sets it
+            cls.supports_importance = cls.native_importance is not FactoryModule.native_importance
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,9 +109,63 @@ class FactoryModule(L.LightningModule):
         """Class probabilities of a batch, shape (batch, 3)."""
         return self.loss_and_probs(batch)[1]
 
+    def predict_proba_array(self, x: np.ndarray) -> np.ndarray:
+        """(n, 3) float32 class probabilities of model inputs ``x`` (the input view's shape), no labels needed.
+
+        The numpy-level twin of :meth:`predict_proba`: bundles, ensembles and evaluation call it.
+        """
+        with torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            batch = {
+                "x": tensor,
+                "y": torch.zeros(len(x), dtype=torch.long, device=self.device),
+                "w": torch.ones(len(x), dtype=torch.float32, device=self.device),
+            }
+            return self.predict_proba(batch).float().cpu().numpy()
+
+    def native_importance(self) -> np.ndarray | None:
+        """Per-feature importance from the model itself (``supports_importance``), else None."""
+        return None
+
     def export_native(self, directory: Path) -> None:
         """Write the model in its own library's format into ``directory`` (the run's best_model/)."""
         raise NotImplementedError
+
+    def load_native(self, directory: Path) -> "FactoryModule":
+        """Restore the fitted state from a folder :meth:`export_native` wrote; returns ``self``.
+
+        Call it on a model built with the same hyper-parameters. A file its library cannot parse
+        raises :class:`NativeFileError` naming the file.
+        """
+        raise NotImplementedError
+
+    def fitted_members(self) -> list["FactoryModule"]:
+        """The fitted models this one combines (an ensemble's members); none for a single model."""
+        return []
+
+    @classmethod
+    def libraries(cls) -> tuple[str, ...]:
+        """The libraries a fitted model of this class needs to predict (before any file is read)."""
+        return (cls.library,)
+
+    def required_libraries(self) -> tuple[str, ...]:
+        """The libraries this fitted model needs (an ensemble adds its members')."""
+        return type(self).libraries()
+
+    def library_versions(self) -> dict[str, str | None]:
+        """``{library: installed version}`` of :meth:`required_libraries`, as recorded in bundles."""
+        return {library: library_version(library) for library in dict.fromkeys(self.required_libraries())}
+
+    def data_seq_len(self) -> int | None:
+        """The window length of the attached data module, which owns ``seq_len``; None without one."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(datamodule, "seq_len", None)
+
+    def input_view(self, seq_len: int | None = None) -> Any:
+        """The view of the data this model reads (:class:`mlfactory.data.views.InputView`)."""
+        from mlfactory.data.views import InputView
+
+        return InputView.of(self.input_kind, seq_len)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor] | None:
         return self._evaluate(batch, "val")

@@ -7,24 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mlfactory.errors import EnsembleCompatibilityError
-from mlfactory.metrics import weighted_nll
-from mlfactory.models.base import Batch
+from mlfactory.models.base import FactoryModule, read_native
 from mlfactory.models.ensemble.members import (
     MemberSpec,
     build_member,
     fit_member,
-    member_batch_proba,
+    member_input,
     member_state,
     predict_rows,
     restore_member,
 )
-from mlfactory.models.estimator import EstimatorModule
+from mlfactory.models.estimator import FitOnceModule
 
 
-class EnsembleModule(EstimatorModule):
+class EnsembleModule(FitOnceModule):
     """Members given by registry name (with their own parameters), fitted once like any estimator.
 
     Mixed families work: when any member reads windows, the ensemble is served windows of the data
@@ -39,6 +37,10 @@ class EnsembleModule(EstimatorModule):
     library = "mlfactory"
     native_suffix = "json"
 
+    @classmethod
+    def libraries(cls) -> tuple[str, ...]:
+        return ("torch",)  # each member's own library is known from its class
+
     def __init__(self, members: list[MemberSpec], neural_max_epochs: int, neural_patience: int) -> None:
         super().__init__()
         if not members:
@@ -47,7 +49,7 @@ class EnsembleModule(EstimatorModule):
             )
         # build once now, so a bad member fails before any data is read
         prototypes = [build_member(spec, i) for i, spec in enumerate(members)]
-        self.input_kind = "sequence" if any(m.input_kind == "sequence" for m in prototypes) else "tabular"
+        self.input_kind = "sequence" if any(m.input_view().windowed for m in prototypes) else "tabular"
         self.members_: list[Any] = []
 
     # --- what a subclass provides --------------------------------------------------------------
@@ -66,30 +68,32 @@ class EnsembleModule(EstimatorModule):
         """Restore :meth:`combiner_state`."""
 
     # --- shared machinery ----------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.members_)
+
+    def required_libraries(self) -> tuple[str, ...]:
+        """torch, and each member's own library."""
+        return ("torch",) + tuple(library for m in self.members_ for library in m.required_libraries())
+
+    def fitted_members(self) -> list[FactoryModule]:
+        return list(self.members_)
+
     def new_members(self) -> list[Any]:
         return [build_member(spec, i) for i, spec in enumerate(self.hparams.members)]
 
     def fit_on(self, datamodule: Any) -> None:
-        container = datamodule.container
-        train_rows, val_rows = (self.sample_rows(container.split(s), datamodule.seq_len) for s in ("train", "val"))
+        view = self.input_view(datamodule.seq_len)
+        train_rows, val_rows = (datamodule.sample_rows(s, view) for s in ("train", "val"))
         self.fit_members(datamodule, train_rows, val_rows)
-        self.estimator_ = self.members_  # the fitted state the estimator base checks for
-        train = container.split("train")
+        train = datamodule.container.split("train")
         probs = self.predict_rows(train, train_rows, datamodule.seq_len, datamodule.eval_batch_size)
         self.log_train_metrics(probs, train.labels[train_rows], train.weights[train_rows])
 
-    def sample_rows(self, split: Any, seq_len: int) -> np.ndarray:
-        """The rows every member has a prediction for."""
-        if self.input_kind == "sequence":
-            return split.window_end_rows(seq_len)
-        return np.arange(len(split), dtype=np.int64)
-
     def fit_member(self, member: Any, datamodule: Any, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
+        """Fit one member on the given rows with an ordinary Trainer, on this ensemble's device."""
         hp = self.hparams
-        fit_member(
-            member, datamodule.container, train_rows, val_rows, datamodule.seq_len,
-            hp.neural_max_epochs, hp.neural_patience, datamodule.batch_size,
-        )
+        fit_member(member, datamodule, train_rows, val_rows, hp.neural_max_epochs, hp.neural_patience, self._trainer)
 
     def member_rows_proba(self, members: list[Any], split: Any, rows: np.ndarray, seq_len: int, batch_size: int) -> list[np.ndarray]:
         return [predict_rows(m, split, rows, seq_len, batch_size) for m in members]
@@ -97,14 +101,17 @@ class EnsembleModule(EstimatorModule):
     def predict_rows(self, split: Any, rows: np.ndarray, seq_len: int, batch_size: int) -> np.ndarray:
         return self.combine(self.member_rows_proba(self.members_, split, rows, seq_len, batch_size))
 
-    def loss_and_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        self._require(bool(self.members_), "is not fitted; train it or load a checkpoint first")
-        member_probs = [member_batch_proba(m, batch["x"]).numpy() for m in self.members_]
-        probs = torch.as_tensor(self.combine(member_probs), dtype=torch.float32, device=batch["x"].device)
-        return weighted_nll(probs, batch["y"], batch["w"].float()), probs
+    def predict_proba_array(self, x: np.ndarray) -> np.ndarray:
+        """The combined (n, 3) float32 probabilities of the members, each reading its own view of ``x``."""
+        self._require(self.is_fitted, "is not fitted; train it or load a checkpoint first")
+        member_probs = []
+        for member in self.members_:
+            member.eval()
+            member_probs.append(member.predict_proba_array(member_input(member, x)))
+        return np.asarray(self.combine(member_probs), dtype=np.float32)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super(EstimatorModule, self).on_save_checkpoint(checkpoint)  # identity only: no single estimator
+        super().on_save_checkpoint(checkpoint)  # identity only: no single estimator
         # each member in its own format (estimators' native bytes, networks' state dicts), and the combiner
         checkpoint["ensemble"] = {
             "members": [member_state(m) for m in self.members_],
@@ -115,7 +122,6 @@ class EnsembleModule(EstimatorModule):
         stored = checkpoint.get("ensemble")
         if stored and stored["members"]:
             self.members_ = [restore_member(state) for state in stored["members"]]
-            self.estimator_ = self.members_
             self.restore_combiner(stored["combiner"])
 
     def export_native(self, directory: Path) -> None:
@@ -128,6 +134,17 @@ class EnsembleModule(EstimatorModule):
                     "input_kind": self.input_kind}
         (directory / "ensemble.json").write_text(json.dumps(manifest, indent=2))
 
+    def load_native(self, directory: Path) -> "EnsembleModule":
+        """Members rebuilt from this ensemble's member specs, each from its folder; then the combiner."""
+        directory = Path(directory)
+        members: list[FactoryModule] = []
+        for i, member in enumerate(self.new_members()):
+            members.append(member.load_native(directory / "members" / f"{i}_{member.registry_name}"))
+        path = directory / "ensemble.json"
+        combiner = read_native(path, "mlfactory", lambda: json.loads(path.read_text()).get("combiner", {}))
+        self.members_ = members
+        read_native(path, "mlfactory", lambda: self.restore_combiner(combiner))
+        return self
 
 class MetaLearnerEnsemble(EnsembleModule):
     """An ensemble whose combiner is a multinomial logistic regression on member log-probabilities."""

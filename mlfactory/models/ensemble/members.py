@@ -2,7 +2,10 @@
 
 Every member sees its own view of the same samples: a sample is the row of its last bar, a tabular
 member reads that row, a sequence member reads the window ending at it. So members of different
-families line up row by row, and an ensemble can mix them.
+families line up row by row, and an ensemble can mix them. A member is fitted like any model: an
+ordinary ``Trainer`` on the data module restricted to the ensemble's rows
+(:meth:`~mlfactory.data.datamodule.FactoryDataModule.restricted`), on the accelerator the ensemble's
+own trainer uses.
 """
 
 from __future__ import annotations
@@ -16,11 +19,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader
 
-from mlfactory.data.container import SplitData, TimeSeriesDataContainer
-from mlfactory.data.windows import SequenceDataset, TabularDataset, collate_batch
+from mlfactory.data.split import SplitData
+from mlfactory.data.windows import collate_batch
 from mlfactory.errors import EnsembleCompatibilityError, ModelError, RegistryError
 from mlfactory.models.base import FactoryModule
-from mlfactory.models.estimator import EstimatorModule
 from mlfactory.registry import model_class
 
 # a registry name, or {"name": <registry name>, <hyper-parameter>: <value>, ...}
@@ -62,68 +64,73 @@ def build_member(spec: MemberSpec, index: int) -> FactoryModule:
 
 def fit_member(
     member: FactoryModule,
-    container: TimeSeriesDataContainer,
+    datamodule: Any,
     train_rows: np.ndarray,
     val_rows: np.ndarray,
-    seq_len: int,
     neural_max_epochs: int,
     neural_patience: int,
-    batch_size: int,
+    trainer: L.Trainer | None = None,
 ) -> None:
-    """Fit ``member`` on ``train_rows`` of the train split, early-stopping on ``val_rows`` of val."""
-    train, val = container.split("train"), container.split("val")
-    if isinstance(member, EstimatorModule):
-        estimator = member.build_estimator()
-        member.history_ = member.fit_estimator(estimator, _arrays(train, train_rows), _arrays(val, val_rows))
-        member.estimator_ = estimator
-        return
-    member.hparams["n_features"] = container.n_features
-    if "n_steps" in member.hparams and member.hparams["n_steps"] is None:
-        member.hparams["n_steps"] = seq_len  # networks that read the whole window at once
-    member.ensure_network()
+    """Fit ``member`` on ``train_rows`` of the train split, early-stopping on ``val_rows`` of val.
+
+    An ordinary ``Trainer`` fits it on ``datamodule.restricted(train=..., val=...)``, on the device
+    of ``trainer`` (the ensemble's), keeping the weights of the epoch with the lowest val_loss. The
+    class-balance factors of ``datamodule`` are kept as they are, so a member learns what it would
+    have learned before the primitive existed.
+    """
+    rows = datamodule.restricted(train=train_rows, val=val_rows, learn_statistics=False)
     keep_best = _KeepBestWeights()
-    trainer = L.Trainer(
+    member_trainer = L.Trainer(
         max_epochs=neural_max_epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        accelerator="cpu",
         callbacks=[EarlyStopping(monitor="val_loss", patience=neural_patience), keep_best],
+        **_device_of(trainer),
     )
-    trainer.fit(
-        member,
-        train_dataloaders=_loader(SequenceDataset(train, seq_len, train_rows), batch_size, shuffle=True),
-        val_dataloaders=_loader(SequenceDataset(val, seq_len, val_rows), 4 * batch_size),
-    )
+    if member.fits_once:
+        # a library fit draws nothing from torch's global generator, but Lightning's loaders would:
+        # keep it as it was, so the members fitted after this one start from the same state
+        with torch.random.fork_rng(devices=[]):
+            member_trainer.fit(member, datamodule=rows)
+        return
+    member_trainer.fit(member, datamodule=rows)
     if keep_best.state is not None:
         member.load_state_dict(keep_best.state)
     member.eval()
 
 
-def member_batch_proba(member: FactoryModule, x: torch.Tensor) -> torch.Tensor:
-    """Probabilities of one batch in the member's own view: a tabular member reads the last row."""
-    view = x[:, -1] if member.input_kind == "tabular" and x.dim() == 3 else x
-    if isinstance(member, EstimatorModule):
-        return torch.as_tensor(member.estimator_proba(view.detach().cpu().numpy()), dtype=torch.float32)
-    member.eval()
-    with torch.no_grad():
-        return member(view.to(member.device)).float().softmax(dim=-1).cpu()
+def _device_of(trainer: L.Trainer | None) -> dict[str, Any]:
+    """Trainer arguments for one device of the kind ``trainer`` runs on (cpu when there is none)."""
+    device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+    if device.type == "cuda":
+        return {"accelerator": "cuda", "devices": [device.index or 0]}
+    if device.type == "mps":
+        return {"accelerator": "mps", "devices": 1}
+    return {"accelerator": "cpu", "devices": 1}
+
+
+def member_input(member: FactoryModule, x: np.ndarray) -> np.ndarray:
+    """A batch of the ensemble's input in the member's own view: a tabular member reads a window's last row."""
+    return x[:, -1] if not member.input_view().windowed and x.ndim == 3 else x
 
 
 def predict_rows(member: FactoryModule, split: SplitData, rows: np.ndarray, seq_len: int, batch_size: int) -> np.ndarray:
-    """(len(rows), 3) probabilities of the samples ending at ``rows``."""
-    if isinstance(member, EstimatorModule):
-        return np.asarray(member.estimator_proba(split.features[rows]), dtype=np.float32)
-    loader = _loader(SequenceDataset(split, seq_len, rows), batch_size)
-    return torch.cat([member_batch_proba(member, batch["x"]) for batch in loader]).numpy()
+    """(len(rows), 3) float32 probabilities of the samples ending at ``rows``, in the member's view."""
+    dataset = member.input_view(seq_len).dataset(None, split.name, rows, split_data=split)
+    member.eval()
+    if member.fits_once:  # its library predicts every row in one call
+        return member.predict_proba_array(dataset.__getitems__(range(len(dataset)))["x"].numpy())
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batch)
+    return np.concatenate([member.predict_proba_array(batch["x"].numpy()) for batch in loader])
 
 
 def member_state(member: FactoryModule) -> dict[str, Any]:
     """What a checkpoint keeps of a fitted member: its hyper-parameters and its fitted state."""
     state: dict[str, Any] = {"name": member.registry_name, "hparams": member.hyperparameters()}
-    if isinstance(member, EstimatorModule):
+    if member.fits_once:
         state["native"] = member.to_native()
     else:
         state["state_dict"] = member.state_dict()
@@ -133,7 +140,7 @@ def member_state(member: FactoryModule) -> dict[str, Any]:
 def restore_member(state: dict[str, Any]) -> FactoryModule:
     """A fitted member back from :func:`member_state`."""
     member = model_class(state["name"])(**state["hparams"])
-    if isinstance(member, EstimatorModule):
+    if member.fits_once:
         member.estimator_ = member.from_native(state["native"])
     else:
         member.ensure_network()
@@ -154,13 +161,3 @@ class _KeepBestWeights(Callback):
         if loss is not None and float(loss) < self.best:
             self.best = float(loss)
             self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-
-
-def _arrays(split: SplitData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if len(rows) == len(split):
-        return split.features, split.labels, split.weights  # every row: no copy
-    return split.features[rows], split.labels[rows], split.weights[rows]
-
-
-def _loader(dataset: SequenceDataset | TabularDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_batch)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlfactory.models.base import Batch, FactoryModule
+from mlfactory.models.base import Batch, FactoryModule, read_native
 
 _OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
@@ -23,8 +23,10 @@ class NeuralModule(FactoryModule):
     ``n_features`` is not given it is read from the data at the start of a fit and saved in the
     hyper-parameters, so a checkpoint rebuilds the same network.
 
-    Subclasses take these shared arguments in their own typed signature (LightningCLI reads it), call
-    ``super().__init__()`` and then ``self.save_hyperparameters()``.
+    This base owns the arguments every neural model shares (below). A subclass's typed signature
+    lists only its own arguments and ends in ``**kwargs``, which it passes to ``super().__init__``:
+    LightningCLI follows that call into this signature (``--model.help`` lists both), and the
+    ``save_hyperparameters()`` here saves the arguments of the whole ``__init__`` chain.
 
     Args:
         n_features: input features per time step; unset = taken from the data.
@@ -37,9 +39,19 @@ class NeuralModule(FactoryModule):
 
     param_ranges = {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, None), "dropout": (0.0, 0.95)}
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        n_features: int | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+    ) -> None:
         super().__init__()
         self.net: nn.Module | None = None
+        self.save_hyperparameters()
+        self.ensure_network()
 
     def ensure_network(self) -> None:
         """Build the layers once ``n_features`` is known (given, read from the data, or from a checkpoint)."""
@@ -111,6 +123,28 @@ class NeuralModule(FactoryModule):
                         "init_args": self.hyperparameters()}, indent=2)
         )
 
+    def load_native(self, directory: Path) -> "NeuralModule":
+        """The weights back from ``weights.pt`` (read as tensors only, never as a pickle); returns ``self``.
+
+        Sizes the network from the ``hparams.json`` beside them when this model was built without
+        them (an ensemble member rebuilt from its spec); only those sizes are read from it.
+        """
+        directory = Path(directory)
+        sizes = [name for name in ("n_features", "n_steps") if name in self.hparams and self.hparams[name] is None]
+        if sizes:
+            path = directory / "hparams.json"
+            init_args = read_native(path, "mlfactory", lambda: json.loads(path.read_text())["init_args"])
+            for name in sizes:
+                value = init_args.get(name)
+                self._require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                              f"{path}: {name}={value!r} is not a positive whole number")
+                self.hparams[name] = value
+        self.ensure_network()
+        path = directory / "weights.pt"
+        weights = read_native(path, "torch", lambda: torch.load(path, map_location="cpu", weights_only=True))
+        read_native(path, "torch", lambda: self.load_state_dict(weights))
+        return self.eval()
+
 
 class WindowedNeuralModule(NeuralModule):
     """A :class:`NeuralModule` whose layers also depend on the window length ``n_steps``.
@@ -134,7 +168,7 @@ class WindowedNeuralModule(NeuralModule):
 
     def setup(self, stage: str) -> None:
         """Take an unset ``n_steps`` from the data module's ``seq_len``; refuse a window of another length."""
-        seq_len = getattr(getattr(self.trainer, "datamodule", None), "seq_len", None)
+        seq_len = self.data_seq_len()
         if seq_len is None:
             self._require(
                 self.hparams.get("n_steps") is not None,
