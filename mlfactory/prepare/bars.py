@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlfactory.atomic import sha256_file
 from mlfactory.data.contract import RAW_BAR_COLUMNS as BAR_COLUMNS
 from mlfactory.prepare import PrepareError
 MINUTE_NS = 60 * 10**9
@@ -262,7 +263,7 @@ def _read_source(source: pd.DataFrame | str | os.PathLike[str]) -> tuple[list[_P
         origin = (file.name, kind)
         parts.append(_canonical(_read_file(file, kind), _stem(file), origin, i))
         origins.append(origin)
-        hashes.append({"name": file.name, "sha256": _file_digest(file)})
+        hashes.append({"name": file.name, "sha256": sha256_file(file)})
     if len(files) == 1:
         digest = hashes[0]["sha256"]
     else:
@@ -459,14 +460,6 @@ def _numeric(values: pd.Series, column: str, origin: tuple[str, str]) -> np.ndar
 def _show(value: object) -> str:
     """A cell value for a message: strings quoted, numbers plain (not ``np.float64(...)``)."""
     return repr(value) if isinstance(value, str) else str(value)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _frame_digest(frame: pd.DataFrame, symbols: list[str]) -> str:
