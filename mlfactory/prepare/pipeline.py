@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlfactory.atomic import partial_path, remove_stale_partials
+from mlfactory.atomic import partial_path, remove_stale_partials, replace_dir
 from mlfactory.data.contract import (
     BARS_FILE,
     METADATA_FILE,
@@ -450,36 +450,25 @@ def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str
 
 def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str],
                       scaler: Scaler, weights: dict, horizons: tuple[int, ...], meta: dict, bar: "_Progress") -> None:
-    """Write every file into the marked ``tmp``, then unmark it and rename it to ``out``."""
-    old = None
+    """Write every file into the marked ``tmp``, then unmark it and rename it to ``out``.
+
+    A previous output at ``out`` is replaced by :func:`mlfactory.atomic.replace_dir`: renamed aside,
+    put back if the new one cannot take its place, removed once it has.
+    """
     try:
         bar.stage("write splits")
         for split in SPLITS:
             _write_split(tmp / split_file(split), split, symbols, names, scaler, weights[split], horizons)
         bars.to_frame().to_parquet(tmp / BARS_FILE, index=False)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        if out.is_dir() and any(out.iterdir()):
-            if not overwrite:  # appeared while we worked
-                raise OutputExistsError(f"output directory {out} appeared while preparing; pass {{option}} to replace it")
-            old = partial_path(out)
-            os.replace(out, old)
-            (old / UNFINISHED_MARKER).write_text(f"mlfactory prepare (pid {os.getpid()}) is replacing {out}\n")
+        if out.is_dir() and any(out.iterdir()) and not overwrite:  # appeared while we worked
+            raise OutputExistsError(f"output directory {out} appeared while preparing; pass {{option}} to replace it")
         (tmp / UNFINISHED_MARKER).unlink()
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except OSError as err:
-        if old is not None and not out.exists():
-            try:  # put the previous output back
-                (old / UNFINISHED_MARKER).unlink(missing_ok=True)
-                os.replace(old, out)
-                old = None
-            except OSError:
-                pass
         full = err.errno == errno.ENOSPC or "No space left" in str(err)
         full = " The file system is full: free space or choose another output." if full else ""
         raise PrepareError(f"cannot write the splits to {out}: {_reason(err)}; nothing was written.{full}") from None
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _metadata(bars: Bars, symbols: list[_Symbol], names: list[str], frames_ns: list[int], options: _Options,
