@@ -213,3 +213,30 @@ def test_tabular_input_needs_only_the_features(fitted_run, raw_test):
     out = bundle.predict(raw_test[bundle.features[::-1]])  # any column order, no identity columns
     assert out["datetime"].isna().all() and (out["symbol"] == "").all()
     pd.testing.assert_frame_equal(out.drop(columns=["datetime", "symbol"]), expected.drop(columns=["datetime", "symbol"]))
+
+
+@pytest.mark.parametrize("name", ["xgboost", "logistic", "lstm", "voting"])
+def test_the_model_reads_back_what_export_native_wrote(name, fitted_run):
+    """load_native is the inverse of export_native: a model built from its arguments predicts as the bundle does."""
+    from mlfactory import create_model
+
+    bundle = ModelBundle.load(fitted_run(name))
+    # its arguments, without the sizes taken from the data: load_native reads those (ensemble members too)
+    arguments = {k: v for k, v in bundle.spec["model"]["hparams"].items() if k != "n_features"}
+    restored = create_model(name, **arguments).load_native(fitted_run(name) / "checkpoints" / "best_model")
+    shape = (16, SEQ_LEN, len(bundle.features)) if bundle.input_kind == "sequence" else (16, len(bundle.features))
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    probs = restored.predict_proba_array(x)
+    assert probs.dtype == np.float32 and probs.shape == (16, 3)
+    np.testing.assert_array_equal(probs, bundle.predict_proba(x))
+    assert restored.library_versions() == bundle.module.library_versions()
+
+
+def test_a_model_file_its_library_cannot_read_names_the_file(fitted_run, tmp_path):
+    from mlfactory import create_model
+    from mlfactory.models.base import NativeFileError
+
+    folder = Path(shutil.copytree(fitted_run("xgboost") / "checkpoints" / "best_model", tmp_path / "best_model"))
+    (folder / "model.ubj").write_bytes(b"not a booster")
+    with pytest.raises(NativeFileError, match=r"best_model/model\.ubj: cannot be read as the xgboost model file"):
+        create_model("xgboost").load_native(folder)
