@@ -70,3 +70,59 @@ def test_bad_family_or_input_kind_is_refused():
         register(name="x", family="trees", input_kind="tabular")
     with pytest.raises(RegistryError, match="input_kind 'image'"):
         register(name="x", family="neural", input_kind="image")
+
+
+# the arguments a base owns once, with their defaults (behaviour unchanged from when every model repeated them)
+SHARED = {
+    "neural": {"n_features": None, "learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw",
+               "lr_scheduler": "plateau"},
+    "boosting": {"n_estimators": 500, "learning_rate": 0.05, "early_stopping_rounds": 50, "n_jobs": None,
+                 "random_state": 0},
+}
+SHARING = [spec.name for spec in list_models() if spec.family in SHARED]
+
+
+def own_arguments(cls: type) -> set[str]:
+    """The named arguments of the model class's own ``__init__`` (not its base's)."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD}
+
+
+@pytest.mark.parametrize("name", SHARING)
+def test_shared_arguments_are_owned_by_the_base_and_saved_with_the_model(name):
+    spec = get_spec(name)
+    shared = {k: v for k, v in SHARED[spec.family].items() if not (name == "multires" and k == "n_features")}
+    assert not own_arguments(spec.load()) & shared.keys(), "the model repeats an argument its base owns"
+    model = create_model(name, learning_rate=0.02)
+    assert {k: model.hparams[k] for k in shared} == {**shared, "learning_rate": 0.02}
+    assert model.hparams_initial == model.hparams
+
+
+def test_multires_takes_no_n_features_and_catboost_keeps_its_own_l2_default():
+    assert "n_features" not in create_model("multires").hparams
+    assert create_model("catboost").hparams.reg_lambda == 3.0
+    assert create_model("xgboost").hparams.reg_lambda == create_model("lightgbm").hparams.reg_lambda == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "hidden"),
+    [
+        ("lstm", ["--model.hidden_size", "--model.n_features", "optimizer step size", "--model.lr_scheduler",
+                  "halves the rate when"], []),
+        ("multires", ["--model.lookbacks", "--model.weight_decay", "L2 penalty"], ["--model.n_features"]),
+        ("xgboost", ["--model.min_child_weight", "--model.n_estimators", "maximum boosting rounds",
+                     "--model.random_state"], []),
+        ("catboost", ["--model.reg_lambda", "(``l2_leaf_reg``)", "default: 3.0", "--model.early_stopping_rounds"], []),
+    ],
+)
+def test_model_help_lists_the_base_arguments_with_their_docs(name, shown, hidden, capsys):
+    from mlfactory.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.help", name])
+    assert exit_info.value.code in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(" ".join(s.split()) in text for s in shown), text
+    assert not any(s in text for s in hidden)

@@ -10,8 +10,8 @@ import numpy as np
 
 
 from mlfactory.errors import ModelError
-from mlfactory.models.boosting import BOOSTING_PARAM_RANGES
-from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
+from mlfactory.models.boosting.base import BoosterModule
+from mlfactory.models.estimator import Arrays, RoundHistory
 from mlfactory.registry import register
 
 
@@ -24,7 +24,7 @@ def _catboost() -> Any:
 
 
 @register(name="catboost", family="boosting", input_kind="tabular")
-class CatBoostModel(EstimatorModule):
+class CatBoostModel(BoosterModule):
     """Gradient-boosted oblivious trees (CatBoost), early-stopped on the validation split.
 
     Trains ``CatBoostClassifier(loss_function="MultiClass")`` on the whole training split with its
@@ -33,36 +33,30 @@ class CatBoostModel(EstimatorModule):
     The model is cut to the best round (``use_best_model``), kept in CatBoost's binary ``cbm`` format,
     and writes no ``catboost_info/`` folder. It always has the three classes' columns: a class the
     training split lacks gets probability 0. Parameter names follow the other boosting models; the
-    CatBoost name is given in brackets.
+    CatBoost name is given in brackets. With ``early_stopping_rounds=None`` all ``n_estimators``
+    rounds are trained and the best round is still the one kept.
 
     Args:
-        n_estimators: maximum boosting rounds (``iterations``).
         max_depth: depth of each symmetric tree, at most 16 (``depth``).
-        learning_rate: shrinkage per round, in (0, 1].
-        reg_lambda: L2 penalty on leaf values (``l2_leaf_reg``).
-        early_stopping_rounds: stop after this many rounds without a better validation log loss;
-            ``None`` trains all ``n_estimators`` rounds (the best round is still the one kept).
-        n_jobs: threads (``thread_count``); ``None`` uses every core.
-        random_state: seed (``random_seed``).
+        reg_lambda: L2 penalty on leaf values (``l2_leaf_reg``); CatBoost's default, 3, not the
+            other boosters' 1.
+        **kwargs: the arguments every booster shares: ``n_estimators`` (``iterations``),
+            ``learning_rate``, ``early_stopping_rounds``, ``n_jobs`` (``thread_count``) and
+            ``random_state`` (``random_seed``); see :class:`~mlfactory.models.boosting.base.BoosterModule`.
     """
 
     library = "catboost"
     native_suffix = "cbm"
-    param_ranges = {**BOOSTING_PARAM_RANGES, "max_depth": (1, 16)}
+    param_ranges = {**BoosterModule.param_ranges, "max_depth": (1, 16)}
 
     def __init__(
         self,
         *,
-        n_estimators: int = 500,
         max_depth: int = 6,
-        learning_rate: float = 0.05,
         reg_lambda: float = 3.0,
-        early_stopping_rounds: int | None = 50,
-        n_jobs: int | None = None,
-        random_state: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(reg_lambda=reg_lambda, **kwargs)
 
     def build_estimator(self) -> Any:
         hp = self.hparams

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from mlfactory.errors import ModelError
-from mlfactory.models.boosting import BOOSTING_PARAM_RANGES, SAMPLING_PARAM_RANGES
-from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
+from mlfactory.models.boosting import SAMPLING_PARAM_RANGES
+from mlfactory.models.boosting.base import BoosterModule
+from mlfactory.models.estimator import Arrays, RoundHistory
 from mlfactory.registry import register
 
 
@@ -22,7 +23,7 @@ def _lightgbm() -> Any:
 
 
 @register(name="lightgbm", family="boosting", input_kind="tabular")
-class LightGBMModel(EstimatorModule):
+class LightGBMModel(BoosterModule):
     """Gradient-boosted trees (LightGBM, leaf-wise growth), early-stopped on the validation split.
 
     Trains ``LGBMClassifier`` (multiclass) on the whole training split with its sample weights,
@@ -32,24 +33,20 @@ class LightGBMModel(EstimatorModule):
     ``lightgbm.Booster``.
 
     Args:
-        n_estimators: maximum boosting rounds.
         num_leaves: maximum leaves per tree (LightGBM grows trees leaf by leaf).
         max_depth: maximum tree depth; ``None`` leaves depth unlimited (``num_leaves`` still bounds trees).
-        learning_rate: shrinkage per round, in (0, 1].
         subsample: fraction of rows sampled (again every round) for each tree, in (0, 1].
         colsample_bytree: fraction of features sampled per tree, in (0, 1].
         min_child_samples: minimum rows in a leaf.
-        reg_lambda: L2 penalty on leaf values.
-        early_stopping_rounds: stop after this many rounds without a better validation log loss;
-            ``None`` trains all ``n_estimators`` rounds.
-        n_jobs: threads; ``None`` uses every core.
-        random_state: seed for row and column sampling.
+        **kwargs: the arguments every booster shares (``n_estimators``, ``learning_rate``,
+            ``reg_lambda``, ``early_stopping_rounds``, ``n_jobs``, ``random_state``); see
+            :class:`~mlfactory.models.boosting.base.BoosterModule`.
     """
 
     library = "lightgbm"
     native_suffix = "txt"
     param_ranges = {
-        **BOOSTING_PARAM_RANGES,
+        **BoosterModule.param_ranges,
         **SAMPLING_PARAM_RANGES,
         "num_leaves": (2, 131072),
         "max_depth": (1, None),
@@ -59,20 +56,14 @@ class LightGBMModel(EstimatorModule):
     def __init__(
         self,
         *,
-        n_estimators: int = 500,
         num_leaves: int = 31,
         max_depth: int | None = None,
-        learning_rate: float = 0.05,
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         min_child_samples: int = 20,
-        reg_lambda: float = 1.0,
-        early_stopping_rounds: int | None = 50,
-        n_jobs: int | None = None,
-        random_state: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
 
     def build_estimator(self) -> Any:
         params = self.hyperparameters()

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from mlfactory.errors import ModelError
-from mlfactory.models.boosting import BOOSTING_PARAM_RANGES, SAMPLING_PARAM_RANGES
-from mlfactory.models.estimator import Arrays, EstimatorModule, RoundHistory
+from mlfactory.models.boosting import SAMPLING_PARAM_RANGES
+from mlfactory.models.boosting.base import BoosterModule
+from mlfactory.models.estimator import Arrays, RoundHistory
 from mlfactory.registry import register
 
 
@@ -21,7 +22,7 @@ def _xgboost() -> Any:
 
 
 @register(name="xgboost", family="boosting", input_kind="tabular")
-class XGBoostModel(EstimatorModule):
+class XGBoostModel(BoosterModule):
     """Gradient-boosted trees (XGBoost, histogram method), early-stopped on the validation split.
 
     Trains ``XGBClassifier`` with ``objective="multi:softprob"`` on the whole training split with its
@@ -30,23 +31,19 @@ class XGBoostModel(EstimatorModule):
     booster is kept as UBJSON, XGBoost's own binary format.
 
     Args:
-        n_estimators: maximum boosting rounds.
         max_depth: maximum tree depth.
-        learning_rate: shrinkage per round, in (0, 1].
         subsample: fraction of rows sampled per tree, in (0, 1].
         colsample_bytree: fraction of features sampled per tree, in (0, 1].
         min_child_weight: minimum summed hessian (sample weight) in a leaf.
-        reg_lambda: L2 penalty on leaf weights.
-        early_stopping_rounds: stop after this many rounds without a better validation log loss;
-            ``None`` trains all ``n_estimators`` rounds.
-        n_jobs: threads; ``None`` uses every core.
-        random_state: seed for row and column sampling.
+        **kwargs: the arguments every booster shares (``n_estimators``, ``learning_rate``,
+            ``reg_lambda``, ``early_stopping_rounds``, ``n_jobs``, ``random_state``); see
+            :class:`~mlfactory.models.boosting.base.BoosterModule`.
     """
 
     library = "xgboost"
     native_suffix = "ubj"
     param_ranges = {
-        **BOOSTING_PARAM_RANGES,
+        **BoosterModule.param_ranges,
         **SAMPLING_PARAM_RANGES,
         "max_depth": (1, None),
         "min_child_weight": (0.0, None),
@@ -55,19 +52,13 @@ class XGBoostModel(EstimatorModule):
     def __init__(
         self,
         *,
-        n_estimators: int = 500,
         max_depth: int = 6,
-        learning_rate: float = 0.05,
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         min_child_weight: float = 1.0,
-        reg_lambda: float = 1.0,
-        early_stopping_rounds: int | None = 50,
-        n_jobs: int | None = None,
-        random_state: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
 
     def build_estimator(self) -> Any:
         return _xgboost().XGBClassifier(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,7 +120,8 @@ class InceptionTimeModel(NeuralModule):
         depth: inception modules; a residual shortcut closes every group of three.
         use_residual: add the residual shortcuts.
         use_bottleneck: squeeze the input of each module (skipped for a single input channel).
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = InceptionTimeModel(n_filters=4, bottleneck_size=4, kernel_size=8, n_features=3)
     >>> model(torch.zeros(2, 16, 3)).shape
@@ -144,15 +145,9 @@ class InceptionTimeModel(NeuralModule):
         depth: int = 6,
         use_residual: bool = True,
         use_bottleneck: bool = True,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams

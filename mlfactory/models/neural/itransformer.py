@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,7 +92,8 @@ class ITransformerModel(WindowedNeuralModule):
         dropout: dropout on the embedding, in attention and feed-forward blocks, and before the head.
         instance_norm: normalise each series of each window to zero mean and unit variance first.
         n_steps: window length; unset = the data's ``seq_len``.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = ITransformerModel(d_model=8, n_heads=2, d_ff=16, n_features=3, n_steps=5)
     >>> model(torch.zeros(2, 5, 3)).shape
@@ -117,15 +118,9 @@ class ITransformerModel(WindowedNeuralModule):
         dropout: float = 0.1,
         instance_norm: bool = False,
         n_steps: int | None = None,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams

@@ -70,7 +70,8 @@ class MultiResolutionModel(NeuralModule):
         lookbacks: timeframe -> bins per window, one branch each; unset = taken from the data when a fit
             starts and saved, so a checkpoint rebuilds the same branches. (Not called ``timeframes``:
             Lightning refuses a model and a data module hyper-parameter of one name with different values.)
-        learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the training arguments every neural model shares (``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = MultiResolutionModel(hidden_size=8, lookbacks={"5min": 12, "1h": 4})
     >>> model({"5min": torch.zeros(2, 12, 5), "1h": torch.zeros(2, 4, 5)}).shape
@@ -88,14 +89,12 @@ class MultiResolutionModel(NeuralModule):
         nhead: int = 4,
         dropout: float = 0.1,
         lookbacks: dict[str, int] | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        # the input is always the bar channels, so this model takes no n_features: it is fixed here (and
+        # so left out of the CLI signature) and dropped again from the saved hyper-parameters
+        super().__init__(n_features=None, **kwargs)
+        self.save_hyperparameters(ignore=["n_features"])
 
     def ensure_network(self) -> None:
         """Build one branch per timeframe once the timeframes and their lookbacks are known."""

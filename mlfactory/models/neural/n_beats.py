@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,7 +88,8 @@ class NBeatsModel(WindowedNeuralModule):
         layer_width: units per fully connected layer (paper: 512).
         share_weights: reuse one block's weights for every block of a stack (paper: off in the generic model).
         n_steps: window length; unset = the data's ``seq_len``.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = NBeatsModel(num_stacks=1, num_blocks=2, layer_width=8, n_features=3, n_steps=5)
     >>> model(torch.zeros(2, 5, 3)).shape
@@ -112,15 +113,9 @@ class NBeatsModel(WindowedNeuralModule):
         layer_width: int = 256,
         share_weights: bool = False,
         n_steps: int | None = None,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,11 +42,8 @@ class RecurrentModel(NeuralModule):
         num_layers: stacked recurrent layers.
         dropout: dropout between recurrent layers and before the head.
         bidirectional: also read the window backwards (the window is all past data, so this does not leak).
-        n_features: input features per time step; unset = taken from the data.
-        learning_rate: optimizer step size.
-        weight_decay: L2 penalty (decoupled for AdamW).
-        optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9).
-        lr_scheduler: ``plateau``, ``cosine`` or ``none`` (see :class:`NeuralModule`).
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
     """
 
     cell: ClassVar[type[nn.RNNBase]]
@@ -59,15 +56,9 @@ class RecurrentModel(NeuralModule):
         num_layers: int = 2,
         dropout: float = 0.1,
         bidirectional: bool = False,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams

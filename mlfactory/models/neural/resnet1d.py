@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -67,7 +67,8 @@ class ResNet1DModel(NeuralModule):
 
     Args:
         n_filters: channels of the first block; the second and third have twice as many.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = ResNet1DModel(n_filters=4, n_features=3)
     >>> model(torch.zeros(2, 16, 3)).shape
@@ -80,15 +81,9 @@ class ResNet1DModel(NeuralModule):
         self,
         *,
         n_filters: int = 64,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         return _ResNetClassifier(n_features, self.hparams.n_filters)

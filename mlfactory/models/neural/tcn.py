@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +115,8 @@ class TCNModel(NeuralModule):
             wins over ``receptive_field``.
         dropout: dropout after every convolution.
         weight_norm: weight-normalise the convolutions, as in the paper.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = TCNModel(channels=8, kernel_size=3, receptive_field=30, n_features=3)
     >>> model.levels(), model.field()
@@ -141,15 +142,9 @@ class TCNModel(NeuralModule):
         num_levels: int | None = None,
         dropout: float = 0.1,
         weight_norm: bool = True,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def levels(self) -> int:
         """Residual blocks in the network: ``num_levels``, or the fewest reaching ``receptive_field``."""
@@ -170,7 +165,7 @@ class TCNModel(NeuralModule):
     def setup(self, stage: str) -> None:
         """Also refuse a data window longer than the receptive field."""
         super().setup(stage)
-        seq_len = getattr(getattr(self.trainer, "datamodule", None), "seq_len", None)
+        seq_len = self.data_seq_len()
         if seq_len is None:
             return
         field, hp = self.field(), self.hparams

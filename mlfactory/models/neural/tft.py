@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -164,7 +164,8 @@ class TFTModel(NeuralModule):
         hidden_size: width of every embedding, GRN, the LSTM and attention; divisible by ``n_heads``.
         n_heads: attention heads (they share the value projection).
         dropout: dropout before every gate and on the attention weights.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = TFTModel(hidden_size=8, n_heads=2, n_features=3)
     >>> model(torch.zeros(2, 5, 3)).shape
@@ -179,15 +180,9 @@ class TFTModel(NeuralModule):
         hidden_size: int = 64,
         n_heads: int = 4,
         dropout: float = 0.1,
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams

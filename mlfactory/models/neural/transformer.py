@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -79,7 +79,8 @@ class TransformerModel(NeuralModule):
         dropout: dropout in attention, feed-forward blocks and before the head.
         pooling: ``last`` reads the last row's output (which has attended to the whole window);
             ``mean`` averages over the rows.
-        n_features, learning_rate, weight_decay, optimizer, lr_scheduler: see :class:`NeuralModule`.
+        **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
+            ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
     >>> model = TransformerModel(d_model=8, nhead=2, num_layers=1, dim_feedforward=16, n_features=3)
     >>> model(torch.zeros(2, 5, 3)).shape
@@ -103,15 +104,9 @@ class TransformerModel(NeuralModule):
         dim_feedforward: int = 128,
         dropout: float = 0.1,
         pooling: Literal["last", "mean"] = "last",
-        n_features: int | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.ensure_network()
+        super().__init__(**kwargs)
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
