@@ -181,7 +181,7 @@ class FactoryModule(L.LightningModule):
 
     def check_params(self) -> None:
         """Refuse hyper-parameters outside ``param_ranges`` or outside the choices of a ``Literal`` hint."""
-        for name, hint in typing.get_type_hints(type(self).__init__).items():
+        for name, hint in self._init_hints().items():
             value = self.hparams.get(name)
             if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
                 raise ModelError(
@@ -198,6 +198,15 @@ class FactoryModule(L.LightningModule):
                     f"{type(self).__name__} ({self.registry_name}): {name}={value!r} is outside {bounds}; "
                     f"pass --model.{name} with a value in that range"
                 )
+
+    @classmethod
+    def _init_hints(cls) -> dict[str, Any]:
+        """Type hints of every ``__init__`` in the chain: a base may own shared arguments (``**kwargs``)."""
+        hints: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if issubclass(klass, FactoryModule) and "__init__" in klass.__dict__:
+                hints.update(typing.get_type_hints(klass.__dict__["__init__"]))
+        return hints
 
     def log_metrics(self, stage: str, loss: torch.Tensor, probs: torch.Tensor, target: torch.Tensor) -> None:
         """Log ``{stage}_loss`` and the stage's metric collection as epoch means."""
