@@ -2,8 +2,10 @@
 
 Light to import: the registry is available at once; training pieces load on first use.
 
->>> from mlfactory import create_model, FactoryDataModule          # doctest: +SKIP
->>> trainer.fit(create_model("xgboost"), FactoryDataModule(horizon=20))  # doctest: +SKIP
+>>> import lightning as L
+>>> from mlfactory import create_model, FactoryDataModule
+>>> trainer = L.Trainer(max_epochs=1)
+>>> trainer.fit(create_model("xgboost"), FactoryDataModule(horizon=20))  # trains a while, writes lightning_logs/  # doctest: +SKIP
 """
 
 from __future__ import annotations

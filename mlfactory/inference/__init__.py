@@ -1,7 +1,7 @@
 """Inference bundles: a trained model, self-contained, that predicts on unscaled features (docs/inference.md).
 
->>> from mlfactory.inference import ModelBundle                        # doctest: +SKIP
->>> ModelBundle.load("lightning_logs/xgboost/<run_id>/bundle").predict(frame)  # doctest: +SKIP
+>>> from mlfactory.inference import ModelBundle
+>>> ModelBundle.load("lightning_logs/xgboost/<run_id>/bundle").predict(frame)  # needs a trained run  # doctest: +SKIP
 
 Light to import: the model's library, torch and Lightning load only when a bundle is loaded.
 """

@@ -6,9 +6,9 @@ none), shaped (batch, seq_len, n_features) for sequence models and (batch, n_fea
 float32, batch size free. It returns (batch, 3) class probabilities. Windowing stays the caller's job
 (see docs/inference.md). Needs the optional extra: ``pip install 'mlfactory[onnx]'``.
 
->>> from mlfactory.inference import ModelBundle                                    # doctest: +SKIP
->>> from mlfactory.inference.onnx import export_onnx                              # doctest: +SKIP
->>> export_onnx(ModelBundle.load("lightning_logs/lstm/<run_id>/bundle"), "lstm.onnx")  # doctest: +SKIP
+>>> from mlfactory.inference import ModelBundle
+>>> from mlfactory.inference.onnx import export_onnx
+>>> export_onnx(ModelBundle.load("lightning_logs/lstm/<run_id>/bundle"), "lstm.onnx")  # needs a trained run  # doctest: +SKIP
 """
 
 from __future__ import annotations
