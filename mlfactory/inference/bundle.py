@@ -47,6 +47,7 @@ from mlfactory.prepare.scaling import Scaler
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlfactory.data.views import InputView
     from mlfactory.inference.predictor import Predictor
 
 FORMAT_VERSION = 1
@@ -369,6 +370,13 @@ class ModelBundle:
         return self.spec["input"]["kind"]
 
     @property
+    def view(self) -> "InputView":
+        """The model's input view: its kind, ``seq_len`` and one sample's shape (``view.input_shape(n_features)``)."""
+        from mlfactory.data.views import InputView
+
+        return InputView.of(self.input_kind, self.spec["input"]["seq_len"], reader=str(self.path))
+
+    @property
     def seq_len(self) -> int:
         """Rows per window; 1 for tabular models."""
         return int(self.spec["input"]["seq_len"] or 1)
@@ -397,7 +405,7 @@ class ModelBundle:
         return [int(mapping[str(i)]["label"]) for i in range(len(mapping))]
 
     def __repr__(self) -> str:
-        window = f", seq_len={self.seq_len}" if self.input_kind == "sequence" else ""
+        window = f", seq_len={self.seq_len}" if self.view.windowed else ""
         return f"ModelBundle({self.model_name!r}, {len(self.features)} features, {self.input_kind}{window}, path={str(self.path)!r})"
 
     # --- loading --------------------------------------------------------------------------------

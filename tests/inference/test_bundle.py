@@ -230,6 +230,7 @@ def test_the_model_reads_back_what_export_native_wrote(name, fitted_run):
     assert probs.dtype == np.float32 and probs.shape == (16, 3)
     np.testing.assert_array_equal(probs, bundle.predict_proba(x))
     assert restored.library_versions() == bundle.module.library_versions()
+    assert bundle.view.input_shape(len(bundle.features)) == shape[1:]
 
 
 def test_a_model_file_its_library_cannot_read_names_the_file(fitted_run, tmp_path):

@@ -27,6 +27,7 @@ SMALL_LSTM = {"name": "lstm", "hidden_size": 8, "num_layers": 1}
         ([{"max_depth": 3}], "give a registry name or a mapping with a 'name' key"),
         (["voting"], "is itself an ensemble"),
         ([{"name": "xgboost", "learning_rate": 5.0}], "learning_rate=5.0 is outside"),
+        (["multires"], "member 0 (multires) reads 'multires' input, not rows or windows"),
     ],
 )
 def test_bad_member_lists_are_refused_at_construction(members, message):

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader
 
 from mlfactory.data.split import SplitData
+from mlfactory.data.views import InputView
 from mlfactory.data.windows import collate_batch
 from mlfactory.errors import EnsembleCompatibilityError, ModelError, RegistryError
 from mlfactory.models.base import FactoryModule
@@ -47,7 +48,7 @@ def build_member(spec: MemberSpec, index: int) -> FactoryModule:
         raise EnsembleCompatibilityError(f"member {index}: {err}") from None
     if cls.family == "ensemble":
         raise EnsembleCompatibilityError(f"member {index} ({name}) is itself an ensemble; nest members instead")
-    if cls.input_kind not in ("tabular", "sequence"):
+    if not InputView.of(cls.input_kind).reads_feature_columns:
         raise EnsembleCompatibilityError(f"member {index} ({name}) reads {cls.input_kind!r} input, not rows or windows")
     try:
         # an empty context: inside LightningCLI's instantiation of the ensemble, Lightning's context
