@@ -1,5 +1,5 @@
 """gru, tcn and transformer: output shape, checkpoint round trip, TCN causality and receptive field,
-transformer head checks and order sensitivity. Fit, chance level and CLI are in test_contract.py."""
+the attention models' head checks, transformer order sensitivity. Fit, chance level and CLI are in test_contract.py."""
 
 from __future__ import annotations
 
@@ -111,6 +111,34 @@ def test_tcn_refuses_a_window_longer_than_its_receptive_field(sample_dir, make_t
 def test_transformer_refuses_d_model_not_divisible_by_nhead():
     with pytest.raises(ModelError, match=r"TransformerModel \(transformer\): d_model=10 is not divisible by nhead=4"):
         create_model("transformer", d_model=10, nhead=4, n_features=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("transformer", {"d_model": 10, "nhead": 4, "n_features": 3}, "d_model=10 is not divisible by nhead=4"),
+        ("itransformer", {"d_model": 10, "n_heads": 4, "n_features": 3, "n_steps": 8},
+         "d_model=10 is not divisible by n_heads=4"),
+        ("patchtst", {"d_model": 10, "n_heads": 4, "n_features": 3, "n_steps": 16},
+         "d_model=10 is not divisible by n_heads=4"),
+        ("tft", {"hidden_size": 10, "n_heads": 4, "n_features": 3}, "hidden_size=10 is not divisible by n_heads=4"),
+        ("multires", {"encoder": "transformer", "hidden_size": 10, "nhead": 4, "lookbacks": {"1h": 4}},
+         "hidden_size=10 is not divisible by nhead=4"),
+        # zero heads: a ModelError, not a ZeroDivisionError from the modulo
+        ("multires", {"encoder": "transformer", "hidden_size": 8, "nhead": 0, "lookbacks": {"1h": 4}},
+         "hidden_size=8 is not divisible by nhead=0"),
+    ],
+)
+def test_attention_models_refuse_a_width_their_heads_do_not_divide(name, params, message):
+    heads = message.split(" by ")[1].split("=")[0]
+    width = message.split("=")[0]
+    with pytest.raises(ModelError, match=rf"{message}; every head gets {width} / {heads} dimensions, so pick "
+                                         rf"--model\.{width} as a multiple of --model\.{heads}"):
+        create_model(name, **params)
+
+
+def test_multires_with_recurrent_branches_ignores_nhead():
+    assert create_model("multires", encoder="lstm", hidden_size=10, nhead=4, lookbacks={"1h": 4}).net is not None
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mlfactory.models.neural.base import WindowedNeuralModule
+from mlfactory.models.neural.transformer import require_heads_divide
 from mlfactory.registry import register
 
 
@@ -124,11 +125,7 @@ class ITransformerModel(WindowedNeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        self._require(
-            hp.n_heads >= 1 and hp.d_model % hp.n_heads == 0,
-            f"d_model={hp.d_model} is not divisible by n_heads={hp.n_heads}; pick --model.d_model as a multiple "
-            "of --model.n_heads",
-        )
+        require_heads_divide(self, "d_model", "n_heads")
         return _ITransformerClassifier(
             n_features, hp.n_steps, hp.d_model, hp.n_heads, hp.num_layers, hp.d_ff, hp.dropout, hp.instance_norm
         )

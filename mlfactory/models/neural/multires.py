@@ -11,7 +11,7 @@ from mlfactory.data.multires import CHANNELS
 from mlfactory.models.neural.base import NeuralModule
 from mlfactory.models.neural.recurrent import RecurrentClassifier
 from mlfactory.models.neural.tcn import TCNClassifier, levels_for
-from mlfactory.models.neural.transformer import TransformerClassifier
+from mlfactory.models.neural.transformer import TransformerClassifier, require_heads_divide
 from mlfactory.registry import register
 
 Encoder = Literal["lstm", "gru", "tcn", "transformer"]
@@ -103,11 +103,8 @@ class MultiResolutionModel(NeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        self._require(
-            hp.encoder != "transformer" or hp.hidden_size % hp.nhead == 0,
-            f"hidden_size={hp.hidden_size} is not divisible by nhead={hp.nhead}; pick --model.hidden_size as a "
-            "multiple of --model.nhead",
-        )
+        if hp.encoder == "transformer":
+            require_heads_divide(self, "hidden_size", "nhead")
         branches = {
             name: encoder_branch(hp.encoder, int(lookback), hp.hidden_size, hp.num_layers, hp.nhead, hp.dropout)
             for name, lookback in hp.lookbacks.items()

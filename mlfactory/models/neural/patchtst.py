@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlfactory.models.neural.base import WindowedNeuralModule
+from mlfactory.models.neural.transformer import require_heads_divide
 from mlfactory.registry import register
 
 
@@ -168,11 +169,7 @@ class PatchTSTModel(WindowedNeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        self._require(
-            hp.n_heads >= 1 and hp.d_model % hp.n_heads == 0,
-            f"d_model={hp.d_model} is not divisible by n_heads={hp.n_heads}; pick --model.d_model as a multiple "
-            "of --model.n_heads",
-        )
+        require_heads_divide(self, "d_model", "n_heads")
         self._require(
             hp.patch_len <= hp.n_steps + hp.stride,
             f"patch_len={hp.patch_len} is longer than the end-padded window (n_steps={hp.n_steps} + "

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlfactory.models.neural.base import NeuralModule
+from mlfactory.models.neural.transformer import require_heads_divide
 from mlfactory.registry import register
 
 
@@ -186,11 +187,7 @@ class TFTModel(NeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        self._require(
-            hp.n_heads >= 1 and hp.hidden_size % hp.n_heads == 0,
-            f"hidden_size={hp.hidden_size} is not divisible by n_heads={hp.n_heads}; pick --model.hidden_size as "
-            "a multiple of --model.n_heads",
-        )
+        require_heads_divide(self, "hidden_size", "n_heads")
         return _TFTClassifier(n_features, hp.hidden_size, hp.n_heads, hp.dropout)
 
     def variable_weights(self, x: torch.Tensor) -> torch.Tensor:

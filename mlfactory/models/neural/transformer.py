@@ -26,6 +26,19 @@ def sinusoidal_encoding(seq_len: int, d_model: int) -> torch.Tensor:
     return table
 
 
+def require_heads_divide(model: NeuralModule, width: str, heads: str) -> None:
+    """Refuse an attention ``width`` that the ``heads`` (hyper-parameter names) do not divide.
+
+    Every head gets ``width / heads`` dimensions; the error names both ``--model`` options.
+    """
+    hp = model.hparams
+    model._require(
+        hp[heads] >= 1 and hp[width] % hp[heads] == 0,
+        f"{width}={hp[width]} is not divisible by {heads}={hp[heads]}; every head gets {width} / {heads} "
+        f"dimensions, so pick --model.{width} as a multiple of --model.{heads}",
+    )
+
+
 class _SinusoidalPosition(nn.Module):
     """Adds the position table, computed for the window's length, so no length limit and nothing saved."""
 
@@ -110,11 +123,7 @@ class TransformerModel(NeuralModule):
 
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
-        self._require(
-            hp.nhead >= 1 and hp.d_model % hp.nhead == 0,
-            f"d_model={hp.d_model} is not divisible by nhead={hp.nhead}; every head gets d_model / nhead "
-            "dimensions, so pick --model.d_model as a multiple of --model.nhead",
-        )
+        require_heads_divide(self, "d_model", "nhead")
         return TransformerClassifier(
             n_features, hp.d_model, hp.nhead, hp.num_layers, hp.dim_feedforward, hp.dropout, hp.pooling
         )
