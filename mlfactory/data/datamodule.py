@@ -116,10 +116,6 @@ class FactoryDataModule(L.LightningDataModule):
         reader = type(model).__name__ if model is not None else type(self).__name__
         return InputView.of(kind, self.seq_len, tuple(self.timeframes), self.lookback, self.span, reader=reader)
 
-    def view(self) -> str:
-        """The input kind of :meth:`input_view` (``tabular``, ``sequence`` or ``multires``)."""
-        return self.input_view().kind
-
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` in the current view, over its rows in use (every valid row by default)."""
         return self.input_view().dataset(self._require_container(), split, self.row_subset.get(split))
