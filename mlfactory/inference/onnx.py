@@ -126,7 +126,7 @@ def _scaler(bundle: ModelBundle) -> Scaler:
 
 
 def _shape(bundle: ModelBundle, n: int) -> tuple[int, ...]:
-    return (n, bundle.seq_len, len(bundle.features)) if bundle.input_kind == "sequence" else (n, len(bundle.features))
+    return (n, *bundle.view.input_shape(len(bundle.features)))
 
 
 def _add_metadata(path: Path, bundle: ModelBundle) -> None:

@@ -27,7 +27,8 @@ class BundleLike(Protocol):
     """
 
     spec: dict[str, Any]
-    input_kind: str
+    view: Any  # mlfactory.data.views.InputView
+    module: Any  # the registered model (its ``fits_once`` flag)
     seq_len: int
     class_names: list[str]
     class_labels: list[int]
@@ -133,7 +134,7 @@ class Predictor:
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         first = self.rows_seen
-        sequence = self.bundle.input_kind == "sequence"
+        sequence = self.bundle.view.windowed
         x = self.bundle.transform(frame, first_row=first)
         times = timestamps(frame, required=sequence, first_row=first)
         names = symbols(frame, first_row=first)
@@ -146,7 +147,7 @@ class Predictor:
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
         # an estimator takes the whole chunk at once (its library batches and threads by itself)
-        step = self.batch_size if self.bundle.spec["model"]["kind"] == "neural" else max(len(x), 1)
+        step = max(len(x), 1) if self.bundle.module.fits_once else self.batch_size
         probs = np.empty((len(x), 3), dtype=np.float32)
         for start in range(0, len(x), step):
             probs[start : start + step] = self.bundle.predict_proba(x[start : start + step])

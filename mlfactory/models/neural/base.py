@@ -156,10 +156,15 @@ class WindowedNeuralModule(NeuralModule):
     same network. (It is not called ``seq_len``: Lightning refuses a model and a data module
     hyper-parameter of the same name with different values, and ours starts unset.)
 
-    Subclasses add ``n_steps: int | None = None`` to their signature.
+    Args:
+        n_steps: window length the layers are built for; unset = the data's ``seq_len``.
+        **kwargs: the shared arguments of :class:`NeuralModule`.
     """
 
     param_ranges = {**NeuralModule.param_ranges, "n_steps": (1, None)}
+
+    def __init__(self, *, n_steps: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
 
     def ensure_network(self) -> None:
         """Build the layers once ``n_features`` and ``n_steps`` are both known."""

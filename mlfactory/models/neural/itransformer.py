@@ -92,7 +92,6 @@ class ITransformerModel(WindowedNeuralModule):
         d_ff: hidden width of the feed-forward block.
         dropout: dropout on the embedding, in attention and feed-forward blocks, and before the head.
         instance_norm: normalise each series of each window to zero mean and unit variance first.
-        n_steps: window length; unset = the data's ``seq_len``.
         **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
             ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
@@ -118,7 +117,6 @@ class ITransformerModel(WindowedNeuralModule):
         d_ff: int = 128,
         dropout: float = 0.1,
         instance_norm: bool = False,
-        n_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

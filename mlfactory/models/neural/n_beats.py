@@ -87,7 +87,6 @@ class NBeatsModel(WindowedNeuralModule):
         num_layers: fully connected layers per block (paper: 4).
         layer_width: units per fully connected layer (paper: 512).
         share_weights: reuse one block's weights for every block of a stack (paper: off in the generic model).
-        n_steps: window length; unset = the data's ``seq_len``.
         **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
             ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
@@ -112,7 +111,6 @@ class NBeatsModel(WindowedNeuralModule):
         num_layers: int = 4,
         layer_width: int = 256,
         share_weights: bool = False,
-        n_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -130,7 +130,6 @@ class PatchTSTModel(WindowedNeuralModule):
         dropout: dropout on the embedded patches and in every encoder layer.
         head_dropout: dropout before the head's linear layer.
         instance_norm: normalise each series of each window to zero mean and unit variance first.
-        n_steps: window length; unset = the data's ``seq_len``.
         **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
             ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
@@ -162,7 +161,6 @@ class PatchTSTModel(WindowedNeuralModule):
         dropout: float = 0.2,
         head_dropout: float = 0.0,
         instance_norm: bool = False,
-        n_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
