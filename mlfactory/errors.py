@@ -33,3 +33,7 @@ class RunError(MLFactoryError):
 
 class EnsembleCompatibilityError(ModelError):
     """Ensemble members that cannot be combined: unknown, misconfigured, or trained for other labels."""
+
+
+class BundleError(RunError):
+    """An inference bundle that is missing, damaged, changed after it was written, or too new to read."""

@@ -69,7 +69,8 @@ def bundle_sign_command(argv: list[str]) -> int:
     )
     parser.add_argument("--bundle", required=True, metavar="DIR", help="a run's bundle/ directory (or the run directory)")
     args = parser.parse_args(argv)
-    from mlfactory.inference.bundle import key_id, sign_bundle, signing_key
+    from mlfactory.inference.bundle import sign_bundle
+    from mlfactory.inference.signing import key_id, signing_key
 
     key = signing_key()
     directory = sign_bundle(args.bundle, key)  # refuses when no key is configured

@@ -27,9 +27,7 @@ array (``predict_proba_array``).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import os
 import platform
 import shutil
 import warnings
@@ -40,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlfactory.data.container import METADATA_FILE, class_mapping
-from mlfactory.errors import ConfigError, MLFactoryError, RegistryError, RunError
-from mlfactory.atomic import is_partial, partial_path, remove_stale_partials, replace_dir, replacing, sha256_file
+from mlfactory.errors import BundleError, ConfigError, MLFactoryError, RegistryError
+from mlfactory.atomic import is_partial, partial_path, remove_stale_partials, replace_dir, sha256_file
+from mlfactory.inference.signing import KEY_HINT, SIGNATURE_FILE, signing_key, verify_signature, write_signature
 from mlfactory.prepare.scaling import Scaler
 
 if TYPE_CHECKING:
@@ -52,23 +51,10 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "signature.json"
 SPEC_FILE = "bundle.json"
 MODEL_DIR = "model"
 BUNDLE_DIR = "bundle"
 
-SIGNATURE_ALGORITHM = "hmac-sha256"
-KEY_ENV = "MLFACTORY_BUNDLE_KEY"  # the key itself (its UTF-8 bytes)
-KEY_FILE_ENV = "MLFACTORY_BUNDLE_KEY_FILE"  # a file holding the key (surrounding whitespace ignored)
-MIN_KEY_BYTES = 16
-KEY_HINT = (
-    f"set {KEY_ENV} to the key, or {KEY_FILE_ENV} to a file holding it (make one with "
-    "`python -c \"import secrets; print(secrets.token_hex(32))\"`)"
-)
-
-
-class BundleError(RunError):
-    """An inference bundle that is missing, damaged, changed after it was written, or too new to read."""
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -107,7 +93,7 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
         _write_json(tmp / SPEC_FILE, spec)
         _write_manifest(tmp, spec, module.library)
         if key is not None:
-            _write_signature(tmp, key)
+            write_signature(tmp, key)
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,36 +204,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     replace_dir(tmp, target)
 
 
-# --- signing ---------------------------------------------------------------------------------------
-def signing_key() -> bytes | None:
-    """The bundle key from ``MLFACTORY_BUNDLE_KEY`` or the file ``MLFACTORY_BUNDLE_KEY_FILE`` names; None if neither is set.
-
-    Raises:
-        BundleError: both are set, the key file cannot be read, or the key is shorter than 16 bytes.
-    """
-    text, file = os.environ.get(KEY_ENV) or None, os.environ.get(KEY_FILE_ENV) or None
-    if text is not None and file is not None:
-        raise BundleError(f"both {KEY_ENV} and {KEY_FILE_ENV} are set; set only one, so it is clear which key signs bundles")
-    if file is not None:
-        try:
-            key = Path(file).expanduser().read_bytes().strip()
-        except OSError as err:
-            raise BundleError(f"cannot read the bundle key file {file} ({KEY_FILE_ENV}): {err.strerror or err}") from None
-        where = f"the key in {file} ({KEY_FILE_ENV})"
-    elif text is not None:
-        key, where = text.encode("utf-8"), f"the key in {KEY_ENV}"
-    else:
-        return None
-    if len(key) < MIN_KEY_BYTES:
-        raise BundleError(f"{where} has {len(key)} bytes; a bundle key needs at least {MIN_KEY_BYTES}. {KEY_HINT}")
-    return key
-
-
-def key_id(key: bytes) -> str:
-    """A short public name of ``key`` (a hash prefix; the key cannot be recovered from it)."""
-    return hashlib.sha256(b"mlfactory bundle key id\0" + key).hexdigest()[:16]
-
-
+# --- signing (the key and the signature itself: inference/signing.py) ---------------------------------
 def sign_bundle(path: str | Path, key: bytes | None = None) -> Path:
     """Sign the intact bundle at ``path`` (or a run's ``bundle/``) with ``key`` (default: :func:`signing_key`).
 
@@ -264,68 +221,8 @@ def sign_bundle(path: str | Path, key: bytes | None = None) -> Path:
     remove_stale_partials(directory / SIGNATURE_FILE)  # an earlier signing that was killed
     manifest = _parse_manifest(directory, _read_manifest_bytes(directory))
     _verify_files(directory, manifest)
-    _write_signature(directory, key)
+    write_signature(directory, key)
     return directory
-
-
-def _signature(key: bytes, manifest_bytes: bytes) -> str:
-    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
-
-
-def _write_signature(directory: Path, key: bytes) -> None:
-    """``signature.json``: the HMAC-SHA256 of manifest.json's bytes (which hold every other file's sha256)."""
-    payload = {
-        "algorithm": SIGNATURE_ALGORITHM,
-        "key_id": key_id(key),
-        "signed_file": MANIFEST_FILE,
-        "signature": _signature(key, (directory / MANIFEST_FILE).read_bytes()),
-    }
-    with replacing(directory / SIGNATURE_FILE) as tmp:
-        _write_json(tmp, payload)
-
-
-def _verify_signature(directory: Path, manifest_bytes: bytes, required: bool) -> str | None:
-    """The verified signer's key id, or None for a bundle loaded unsigned (allowed only when not ``required``).
-
-    A signature that does not verify is refused whether or not one is required; a signed bundle with no
-    key configured here cannot be checked, and loads as an unsigned one would (with a warning).
-    """
-    key = signing_key()
-    path = directory / SIGNATURE_FILE
-    if not path.is_file():
-        if required:
-            raise BundleError(
-                f"{directory} is not signed, and a signature is required; load only bundles signed with your key "
-                "(`mlfactory sign --bundle DIR` signs a bundle you trust)"
-            )
-        if key is not None:
-            warnings.warn(f"{directory} is not signed; loading it unverified (--require-signature refuses unsigned bundles)",
-                          stacklevel=3)
-        return None
-    if key is None:
-        if required:
-            raise BundleError(f"{directory} is signed, but no bundle key is configured to verify it; {KEY_HINT}")
-        warnings.warn(f"{directory} is signed, but no bundle key is configured; its signature is not checked "
-                      f"({KEY_ENV} or {KEY_FILE_ENV} sets one)", stacklevel=3)
-        return None
-    signature = _read_json(path)
-    if signature.get("algorithm") != SIGNATURE_ALGORITHM:
-        raise BundleError(
-            f"{path}: signature algorithm {signature.get('algorithm')!r} is not {SIGNATURE_ALGORITHM!r}; "
-            "the bundle was not signed by mlfactory. Refused."
-        )
-    if signature.get("key_id") != key_id(key):
-        raise BundleError(
-            f"{path}: the bundle is signed with another key (key id {str(signature.get('key_id'))[:16]}; the configured "
-            f"key's id is {key_id(key)}), so it cannot be verified. Refused: configure the key it was signed with, "
-            "or re-sign a copy you trust"
-        )
-    if not hmac.compare_digest(_signature(key, manifest_bytes), str(signature.get("signature"))):
-        raise BundleError(
-            f"{path}: the signature does not verify: {MANIFEST_FILE} (and so the files it lists) changed after the "
-            "bundle was signed. Refused: use an intact copy of the bundle"
-        )
-    return key_id(key)
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -428,7 +325,7 @@ class ModelBundle:
         device = check_device(device)
         directory = _bundle_dir(path)
         manifest_bytes = _read_manifest_bytes(directory)
-        signed_by = _verify_signature(directory, manifest_bytes, require_signature)
+        signed_by = verify_signature(directory, manifest_bytes, require_signature)
         manifest = _parse_manifest(directory, manifest_bytes)
         _verify_files(directory, manifest)
         spec = _read_json(directory / SPEC_FILE)

@@ -21,7 +21,8 @@ import pytest
 from mlfactory.cli import main
 from mlfactory.errors import ConfigError
 from mlfactory.inference import BundleError, ModelBundle
-from mlfactory.inference.bundle import KEY_ENV, KEY_FILE_ENV, SIGNATURE_FILE, key_id, sign_bundle
+from mlfactory.inference.bundle import sign_bundle
+from mlfactory.inference.signing import KEY_ENV, KEY_FILE_ENV, SIGNATURE_FILE, key_id
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "a-test-key-that-is-long-enough-0123456789"
