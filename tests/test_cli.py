@@ -334,3 +334,24 @@ def test_an_estimator_under_a_plain_trainer_refuses_zero_epochs(sample_dir, make
     trainer = make_trainer(max_epochs=0)
     with pytest.raises(ModelError, match="fitted once by its library, so max_epochs=0"):
         trainer.fit(create_model("xgboost", n_estimators=5), datamodule=FactoryDataModule(data_dir=str(sample_dir)))
+
+
+def test_threads_of_zero_is_a_one_line_error(tmp_path, capsys):
+    code = main(["fit", "--model", "xgboost", "--data.threads", "0", "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mlfactory: error: FactoryDataModule: threads=0 is not a positive whole number")
+
+
+def test_threads_from_the_command_line_reach_torch_and_the_run_config(sample_dir, tmp_path):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        run = fit(tmp_path, "--model", "xgboost", "--model.n_estimators", "3", "--data.data_dir", str(sample_dir),
+                  "--data.threads", "1")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+    assert "threads: 1" in (run / "config.yaml").read_text()

@@ -50,6 +50,10 @@ class FactoryDataModule(L.LightningDataModule):
             covers the same wall-clock ``span``.
         span: wall-clock span of each multi-resolution window when ``lookback`` is unset (``8h``:
             96 x 5min, 32 x 15min, 8 x 1h).
+        threads: CPU threads for the fit: torch's intra-op threads (``torch.set_num_threads``, set
+            when the data module is set up, for the whole process) and the ``n_jobs`` of estimators
+            whose ``n_jobs`` is unset or "every core". Unset: torch's default (every core). Lower it
+            whenever another job shares the machine (docs/performance.md, "Threads").
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class FactoryDataModule(L.LightningDataModule):
         timeframes: list[str] = ["5min", "15min", "1h"],  # noqa: B006 - LightningCLI shows the default
         lookback: int | None = None,
         span: str = "8h",
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -83,6 +88,10 @@ class FactoryDataModule(L.LightningDataModule):
         self.timeframes = list(timeframes)
         self.lookback = lookback
         self.span = span
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise DataError(f"FactoryDataModule: threads={threads!r} is not a positive whole number; "
+                            "pass --data.threads 1 (or more), or leave it unset for every core")
+        self.threads = threads
         self.container: TimeSeriesDataContainer | None = None
         self.unbalanced_container: TimeSeriesDataContainer | None = None  # before balance_classes
         self.row_subset: dict[str, np.ndarray] = {}  # split -> its rows in use (restricted())
@@ -95,6 +104,10 @@ class FactoryDataModule(L.LightningDataModule):
             default_data_dir(signal=self.sample_signal)
 
     def setup(self, stage: str) -> None:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
         if self.container is None:
             container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
             _warn_single_class(container)

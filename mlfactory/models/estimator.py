@@ -160,6 +160,15 @@ class EstimatorModule(FitOnceModule):
         estimator.fit(X, y, sample_weight=w)
         return {}
 
+    def thread_count(self, n_jobs: int | None) -> int | None:
+        """``n_jobs`` as the library gets it: unset (``None``) or every core (``-1``) become the data
+        module's ``threads`` when it sets them (docs/performance.md, "Threads"); other values stay."""
+        if n_jobs is not None and n_jobs != -1:
+            return n_jobs
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        threads = getattr(datamodule, "threads", None)
+        return n_jobs if threads is None else threads
+
     def estimator_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, 3) class probabilities of the fitted estimator."""
         return self.estimator_.predict_proba(X)

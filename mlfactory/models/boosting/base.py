@@ -21,7 +21,7 @@ class BoosterModule(EstimatorModule):
         reg_lambda: L2 penalty on leaf values.
         early_stopping_rounds: stop after this many rounds without a better validation log loss;
             ``None`` trains all ``n_estimators`` rounds.
-        n_jobs: threads; ``None`` uses every core.
+        n_jobs: threads; ``None`` uses the data module's ``threads`` when set, else every core.
         random_state: seed of the library's random choices (row and column sampling).
     """
 

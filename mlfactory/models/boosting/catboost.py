@@ -66,7 +66,7 @@ class CatBoostModel(BoosterModule):
             learning_rate=hp.learning_rate,
             l2_leaf_reg=hp.reg_lambda,
             early_stopping_rounds=hp.early_stopping_rounds,
-            thread_count=-1 if hp.n_jobs is None else hp.n_jobs,
+            thread_count=self.thread_count(-1 if hp.n_jobs is None else hp.n_jobs),
             random_seed=hp.random_state,
             loss_function="MultiClass",
             class_names=[0, 1, 2],  # three columns even if the training split lacks a class (it gets 0)

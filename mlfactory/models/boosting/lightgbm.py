@@ -68,6 +68,7 @@ class LightGBMModel(BoosterModule):
     def build_estimator(self) -> Any:
         params = self.hyperparameters()
         del params["early_stopping_rounds"]  # a fit callback, not a classifier parameter
+        params["n_jobs"] = self.thread_count(params["n_jobs"])
         params["max_depth"] = -1 if params["max_depth"] is None else params["max_depth"]
         # subsample_freq=1: LightGBM samples rows only when a frequency is set
         return _lightgbm().LGBMClassifier(**params, objective="multiclass", subsample_freq=1, verbose=-1)

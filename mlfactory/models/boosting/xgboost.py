@@ -61,8 +61,10 @@ class XGBoostModel(BoosterModule):
         super().__init__(**kwargs)
 
     def build_estimator(self) -> Any:
+        params = self.hyperparameters()
+        params["n_jobs"] = self.thread_count(params["n_jobs"])
         return _xgboost().XGBClassifier(
-            **self.hyperparameters(), objective="multi:softprob", eval_metric="mlogloss", tree_method="hist"
+            **params, objective="multi:softprob", eval_metric="mlogloss", tree_method="hist"
         )
 
     def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:

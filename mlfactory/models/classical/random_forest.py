@@ -24,7 +24,8 @@ class RandomForestModel(SklearnModule):
         min_samples_leaf: minimum rows in a leaf.
         max_features: features tried at each split: ``"sqrt"`` or ``"log2"`` of their number, a
             fraction in (0, 1], or ``None`` for all of them.
-        n_jobs: threads used to grow the trees; ``-1`` uses every core, ``None`` one. Prediction
+        n_jobs: threads used to grow the trees; ``-1`` uses every core (the data module's
+            ``threads`` when set), ``None`` one. Prediction
             always uses one thread, so that repeated predictions are identical.
         random_state: seed for the bootstrap samples and feature draws.
     """
@@ -46,7 +47,9 @@ class RandomForestModel(SklearnModule):
         self.save_hyperparameters()
 
     def build_estimator(self) -> Any:
-        return sklearn_module("ensemble").RandomForestClassifier(**self.hyperparameters())
+        params = self.hyperparameters()
+        params["n_jobs"] = self.thread_count(params["n_jobs"])
+        return sklearn_module("ensemble").RandomForestClassifier(**params)
 
     def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
         history = super().fit_estimator(estimator, train, val)

@@ -35,7 +35,8 @@ class SVMModel(SklearnModule):
             the exact kernel and slower.
         max_iter: maximum passes (epochs) of SGD over the training rows.
         calibration_folds: contiguous blocks for the sigmoid calibration, at least 2.
-        n_jobs: threads for the one-vs-rest SVMs; ``-1`` uses every core, ``None`` one.
+        n_jobs: threads for the one-vs-rest SVMs; ``-1`` uses every core (the data module's
+            ``threads`` when set), ``None`` one.
         random_state: seed for the Nystroem rows and the SGD order.
     """
 
@@ -69,7 +70,7 @@ class SVMModel(SklearnModule):
     def build_estimator(self) -> Any:
         hp = self.hparams
         svm = sklearn_module("linear_model").SGDClassifier(
-            loss="hinge", alpha=hp.alpha, average=True, max_iter=hp.max_iter, n_jobs=hp.n_jobs,
+            loss="hinge", alpha=hp.alpha, average=True, max_iter=hp.max_iter, n_jobs=self.thread_count(hp.n_jobs),
             random_state=hp.random_state,
         )
         calibrated = sklearn_module("calibration").CalibratedClassifierCV(

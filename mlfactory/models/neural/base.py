@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,11 +34,23 @@ class NeuralModule(FactoryModule):
         learning_rate: optimizer step size.
         weight_decay: L2 penalty (decoupled for AdamW).
         optimizer: ``adamw``, ``adam`` or ``sgd`` (with momentum 0.9).
-        lr_scheduler: ``plateau`` halves the rate when ``val_loss`` stalls for 2 epochs; ``cosine``
-            anneals it over ``max_epochs``; ``none`` keeps it constant.
+        lr_scheduler: ``plateau`` halves the rate when ``val_loss`` has not improved for
+            ``plateau_patience`` epochs, never below ``min_lr``; ``cosine`` anneals it over
+            ``max_epochs`` down to ``min_lr``; ``none`` keeps it constant.
+        plateau_patience: epochs without a better ``val_loss`` before ``plateau`` halves the rate.
+        min_lr: the floor of the learning rate under ``plateau`` and ``cosine`` (0: none).
+
+    The progress bar shows ``samples/s``: training samples per second of wall time since the epoch
+    began (data loading included), so a slow model is visible from the first batches.
     """
 
-    param_ranges = {"learning_rate": (0.0, 10.0), "weight_decay": (0.0, None), "dropout": (0.0, 0.95)}
+    param_ranges = {
+        "learning_rate": (0.0, 10.0),
+        "weight_decay": (0.0, None),
+        "dropout": (0.0, 0.95),
+        "plateau_patience": (0, None),
+        "min_lr": (0.0, 10.0),
+    }
 
     def __init__(
         self,
@@ -47,9 +60,12 @@ class NeuralModule(FactoryModule):
         weight_decay: float = 1e-4,
         optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
         lr_scheduler: Literal["plateau", "cosine", "none"] = "plateau",
+        plateau_patience: int = 2,
+        min_lr: float = 0.0,
     ) -> None:
         super().__init__()
         self.net: nn.Module | None = None
+        self._epoch_clock: tuple[float, int] = (time.perf_counter(), 0)  # (epoch start, samples seen)
         self.save_hyperparameters()
         self.ensure_network()
 
@@ -100,6 +116,19 @@ class NeuralModule(FactoryModule):
         self.log_metrics("train", loss, probs.detach(), batch["y"])
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_clock = (time.perf_counter(), 0)
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        """Show ``samples/s`` in the progress bar: samples trained this epoch / wall seconds since it began."""
+        start, seen = self._epoch_clock
+        seen += len(batch["y"])
+        self._epoch_clock = (start, seen)
+        elapsed = time.perf_counter() - start
+        if elapsed > 0:
+            self.log("samples/s", seen / elapsed, prog_bar=True, logger=False, on_step=True, on_epoch=False,
+                     batch_size=len(batch["y"]))
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         extra = {"momentum": 0.9} if hp.optimizer == "sgd" else {}
@@ -107,11 +136,14 @@ class NeuralModule(FactoryModule):
             self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay, **extra
         )
         if hp.lr_scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=0.5, patience=hp.get("plateau_patience", 2), min_lr=hp.get("min_lr", 0.0)
+            )
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
         if hp.lr_scheduler == "cosine":
             epochs = max(int(self.trainer.max_epochs or 1), 1) if self._trainer is not None else 1
-            return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)]
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=hp.get("min_lr", 0.0))
+            return [optimizer], [cosine]
         return optimizer
 
     def export_native(self, directory: Path) -> None:
