@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -63,9 +64,17 @@ def direction_band(test: dict, horizon: int) -> float:
     return 4 * math.sqrt((n_up + n_down + 1) / (12 * n_up * n_down)) * math.sqrt(horizon)
 
 
-def fit_once(name: str, data_dir: Path, root: Path, make_trainer) -> tuple:
-    torch.manual_seed(0)
-    model = create_model(name, **CONTRACT_PARAMS[name])
+PASS_FRACTION = 0.5
+"""The planted signal must lift test balanced accuracy above chance by this share of the chance band."""
+
+
+def fit_once(name: str, data_dir: Path, root: Path, make_trainer, seed: int = 0) -> tuple:
+    """Fit ``name`` with its contract settings; ``seed`` moves weights, shuffling and the estimators' own draws."""
+    L.seed_everything(seed, verbose=False)
+    params = dict(CONTRACT_PARAMS[name])
+    model = create_model(name, **params)
+    if "random_state" in model.hparams and "random_state" not in params:  # the estimators' own draws
+        model = create_model(name, **params, random_state=seed)
     datamodule = FactoryDataModule(data_dir=str(data_dir), horizon=HORIZON, seq_len=SEQ_LEN, batch_size=128)
     trainer = make_trainer(max_epochs=3, name=name)
     trainer.fit(model, datamodule=datamodule)
@@ -107,7 +116,7 @@ def test_contract(name, contract_dirs, make_trainer, tmp_path, threads):
     # learns the planted relation
     test = json.loads((run / "metrics" / "evaluation_metrics.json").read_text())["test"]
     band = chance_band(test["n_samples"], HORIZON)
-    assert test["balanced_accuracy"] > 1 / 3 + band / 2, f"{name} did not beat chance: {test['balanced_accuracy']}"
+    assert test["balanced_accuracy"] > 1 / 3 + PASS_FRACTION * band, f"{name} did not beat chance: {test['balanced_accuracy']}"
 
 
 @pytest.mark.parametrize("name", NAMES)
