@@ -25,6 +25,7 @@ commands:
   models     list registered models:   mlfactory models
   prepare    build splits from bars:   mlfactory prepare --input bars.csv --output data/splits/scaled
   compare    leaderboard of runs:      mlfactory compare lightning_logs/ --sort test_sharpe
+  cv         purged cross-validation:  mlfactory cv --model xgboost --cv.scheme cpcv --cv.n_groups 6
 
 Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
 --model.hidden_size 128, --data.horizon 20, --trainer.max_epochs 30; --print_config shows
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             from mlfactory.cli.bundle_predict import bundle_sign_command
 
             return bundle_sign_command(args[1:])
+        if command == "cv":
+            from mlfactory.cli.cv import cv_command
+
+            return cv_command(args[1:])
         if command in TRAINER_COMMANDS:
             from mlfactory.cli.lightning_cli import run
 

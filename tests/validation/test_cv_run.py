@@ -1,0 +1,135 @@
+"""``mlfactory cv`` end to end: the record it writes, a fold equals a plain fit, and the leak canary under CV."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlfactory.cli import main
+from mlfactory.data.contract import SPLITS, split_file
+from mlfactory.validation import ROLES
+from mlfactory.validation.runner import PROB_COLUMNS, CVSettings, run_cv
+
+HORIZON = 5
+XGB = {"n_estimators": 40, "max_depth": 3, "n_jobs": 1}
+
+
+def chance_band(n_test: int, horizon: int) -> float:
+    """Four standard errors of balanced accuracy at chance, inflated by sqrt(horizon) for label overlap.
+
+    The rule of the contract suite (tests/models/test_contract.py), here over all of a CV's test rows.
+    """
+    return 4 * math.sqrt(2 / n_test) / 3 * math.sqrt(horizon)
+
+
+def cross_validate(data_dir: Path, root: Path, settings: CVSettings, **model) -> tuple[dict, Path]:
+    import lightning as L
+
+    from mlfactory import FactoryDataModule, create_model
+
+    def make_trainer(split_dir: Path):
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        from mlfactory import RunRecord
+
+        L.seed_everything(0, verbose=False)
+        logger = TensorBoardLogger(save_dir=str(split_dir.parent.parent), name=split_dir.parent.name,
+                                   version=split_dir.name)
+        return L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)])
+
+    run = root / "cv"
+    summary = run_cv(lambda: create_model("xgboost", **{**XGB, **model}),
+                     FactoryDataModule(data_dir=str(data_dir), horizon=HORIZON), make_trainer, run, settings)
+    return summary, run
+
+
+@pytest.fixture(scope="module")
+def walk_forward_run(sample_dir: Path, tmp_path_factory) -> tuple[dict, Path]:
+    return cross_validate(sample_dir, tmp_path_factory.mktemp("wf"), CVSettings("walk_forward", n_splits=3))
+
+
+def test_record_of_a_walk_forward(walk_forward_run) -> None:
+    summary, run = walk_forward_run
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    folds = pd.read_parquet(run / "folds.parquet")
+    assert len(folds) == 3 * summary["n_development_rows"]
+    assert set(folds["role"].astype(str)) <= set(ROLES)
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    assert list(predictions.columns) == ["path", "split", "datetime", "symbol", "label", "fwd_return", *PROB_COLUMNS]
+    np.testing.assert_allclose(predictions[PROB_COLUMNS].sum(axis=1), 1, atol=1e-5)
+    # every test row of every split is predicted once, on the one path; nothing else is
+    tests = folds[folds["role"] == "test"]
+    assert len(predictions) == len(tests)
+    assert set(zip(predictions["split"], predictions["datetime"], predictions["symbol"])) == set(
+        zip(tests["split"], tests["datetime"], tests["symbol"]))
+    for split in range(3):
+        assert json.loads((run / "splits" / str(split) / "status.json").read_text())["status"] == "complete"
+        fitted = folds[(folds["split"] == split) & folds["role"].isin(["train", "val"])]
+        assert fitted["datetime"].max() < folds[(folds["split"] == split) & (folds["role"] == "test")]["datetime"].min()
+    assert summary["across_splits"]["balanced_accuracy"]["n"] == 3
+    assert (run / "folds.png").stat().st_size > 0
+
+
+def test_a_fold_equals_a_plain_fit_on_its_rows(walk_forward_run, sample_dir: Path, tmp_path: Path, make_trainer) -> None:
+    """Split 1 of the walk-forward, written as an ordinary split directory and fitted by a plain Trainer."""
+    import lightning as L
+
+    from mlfactory import FactoryDataModule, create_model
+
+    _, run = walk_forward_run
+    split = 1
+    frame = pd.concat([pd.read_parquet(sample_dir / split_file(s)) for s in ("train", "val")], ignore_index=True)
+    frame = frame.sort_values(["symbol", "datetime"], kind="stable", ignore_index=True)  # development row order
+    folds = pd.read_parquet(run / "folds.parquet")
+    roles = folds[folds["split"] == split].reset_index(drop=True)
+    assert (roles["datetime"].dt.tz_localize(None).to_numpy() == frame["datetime"].dt.tz_localize(None).to_numpy()).all()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, role in zip(SPLITS, ("train", "val", "test")):
+        frame[(roles["role"] == role).to_numpy()].to_parquet(plain / split_file(name), index=False)
+    L.seed_everything(0, verbose=False)
+    trainer = make_trainer(max_epochs=1, name="plain")
+    trainer.fit(create_model("xgboost", **XGB), datamodule=FactoryDataModule(data_dir=str(plain), horizon=HORIZON))
+    direct = np.load(Path(trainer.log_dir) / "predictions" / "test_predictions.npz")
+    cv = pd.read_parquet(run / "predictions.parquet")
+    cv = cv[cv["split"] == split].sort_values(["symbol", "datetime"], ignore_index=True)
+    assert len(cv) == len(direct["row"]) > 0
+    assert (cv["symbol"].to_numpy() == direct["symbol"]).all()
+    np.testing.assert_allclose(cv[PROB_COLUMNS].to_numpy(), direct["probabilities"], atol=1e-6)
+
+
+@pytest.mark.parametrize("signal", [False, True])
+def test_leak_canary_under_cv(signal: bool, contract_dirs, tmp_path: Path) -> None:
+    summary, run = cross_validate(contract_dirs[signal], tmp_path, CVSettings("kfold", n_splits=4))
+    n_test = sum(s["n_samples"] for s in summary["splits"])
+    band = chance_band(n_test, HORIZON)
+    mean = summary["across_splits"]["balanced_accuracy"]["mean"]
+    # the one path of a k-fold predicts every development row once: its direction AUC against Hanley-McNeil's band
+    labels = pd.read_parquet(run / "predictions.parquet")["label"].to_numpy()
+    n_up, n_down = int((labels == 2).sum()), int((labels == 0).sum())
+    auc_band = 4 * math.sqrt((n_up + n_down + 1) / (12 * n_up * n_down)) * math.sqrt(HORIZON)
+    auc = summary["paths"][0]["direction_auc"]
+    if signal:
+        assert mean > 1 / 3 + 0.5 * band, f"the planted signal was not learned under CV: {mean:.3f}"
+        assert auc > 0.5 + auc_band, f"direction AUC {auc:.3f} with the planted signal"
+    else:
+        assert abs(mean - 1 / 3) < band, f"{mean:.3f} on data with no signal (chance 0.333 ± {band:.3f}): a leak?"
+        assert abs(auc - 0.5) < auc_band, f"direction AUC {auc:.3f} on data with no signal (± {auc_band:.3f}): a leak?"
+
+
+def test_cv_command_bad_groups_is_one_line(sample_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["cv", "--model", "xgboost", "--data.data_dir", str(sample_dir), "--cv.scheme", "cpcv",
+                 "--cv.n_groups", "4", "--cv.n_test_groups", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("mlfactory: error: --cv.n_test_groups 4 with --cv.n_groups 4")
+    (status_file,) = tmp_path.glob("lightning_logs/cv/xgboost/*/status.json")
+    assert json.loads(status_file.read_text())["status"] == "failed"
+    assert not list(tmp_path.glob("lightning_logs/cv/xgboost/*/summary.json"))
