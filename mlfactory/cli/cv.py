@@ -33,6 +33,9 @@ class CrossValidationCLI(FactoryCLI):
         settings = CVSettings(**config["cv"].as_dict())
         if config.get("ckpt_path"):
             raise ConfigError("mlfactory cv fits every split from scratch; drop --ckpt_path")
+        if self._get(self.config, "trainer", default={}).get("logger") not in (None, True):
+            raise ConfigError("mlfactory cv writes each split's record to lightning_logs/cv/<model>/<run_id>/splits/<k>/; "
+                              "drop --trainer.logger")
         name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
         root = Path(self._get(self.config, "trainer", default={}).get("default_root_dir") or ".")
         run_dir = root / LOG_ROOT / "cv" / name / new_run_id()
