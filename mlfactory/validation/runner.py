@@ -50,6 +50,8 @@ class CVSettings:
         train_window: walk-forward's rolling training period in bars (timestamps); unset, expanding.
         val_fraction: the latest share of each split's training period that validates (early stopping).
         include_test: add the split directory's test split to the development rows.
+        refit_scaler: refit the feature scaler on each split's training rows, from the unscaled values that
+            ``scaling_metadata.json`` recovers; a directory without one keeps its features as they are.
     """
 
     scheme: Literal["walk_forward", "cpcv", "kfold"] = "walk_forward"
@@ -60,6 +62,7 @@ class CVSettings:
     train_window: int | None = None
     val_fraction: float = 0.1
     include_test: bool = False
+    refit_scaler: bool = True
 
     def plan(self, timestamps: np.ndarray, symbol_codes: np.ndarray, horizon: int) -> CVPlan:
         """The splits of this scheme over the development rows."""
@@ -118,6 +121,43 @@ def development_datamodule(datamodule: "FactoryDataModule", include_test: bool =
     result.trainer = None
     result.row_subset = {}
     result.predict_split = "test"
+    result.unbalanced_container = container
+    result.container = container.with_balanced_classes() if datamodule.balance_classes else container
+    return result
+
+
+def _prepare_scaler(datamodule: "FactoryDataModule") -> Any:
+    """prepare's scaler of the features, from ``scaling_metadata.json``; None without one (features as given)."""
+    from mlfactory.errors import DataError
+    from mlfactory.prepare.scaling import Scaler
+
+    container = datamodule.unbalanced_container
+    if not container.metadata or container.metadata.get("scaler") in (None, "none"):
+        return None
+    try:
+        return Scaler.from_metadata(container.metadata, container.feature_names)
+    except DataError as err:
+        raise CVError(f"{container.data_dir}: scaling_metadata.json {err}; the scaler cannot be refitted per split. "
+                      "Fix the file, or pass --cv.refit_scaler false to keep the features as they are") from None
+
+
+def rescaled(datamodule: "FactoryDataModule", unscaled: np.ndarray, kind: str, train_rows: np.ndarray
+             ) -> "FactoryDataModule":
+    """A development data module whose features are ``unscaled`` scaled by a scaler fitted on ``train_rows`` only.
+
+    The scaler is prepare's own kind (:class:`~mlfactory.prepare.scaling.Scaler`); the container's metadata
+    carries it, so the split's bundle predicts raw features with the scaler the split trained with.
+    """
+    from mlfactory.data.container import TimeSeriesDataContainer
+    from mlfactory.prepare.scaling import Scaler
+
+    source = datamodule.unbalanced_container
+    scaler = Scaler.fit(kind, (unscaled[train_rows, j] for j in range(unscaled.shape[1])))
+    dev = dataclasses.replace(source.split("train"), features=scaler.transform(unscaled))
+    splits = {name: dataclasses.replace(dev, name=name) for name in ("train", "val", "test")}
+    metadata = {**source.metadata, **scaler.to_metadata(source.feature_names)}
+    container = TimeSeriesDataContainer(splits, source.feature_names, source.horizon, source.data_dir, metadata)
+    result = copy.copy(datamodule)
     result.unbalanced_container = container
     result.container = container.with_balanced_classes() if datamodule.balance_classes else container
     return result
@@ -230,15 +270,18 @@ def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettin
         folds_table(plan, dev).to_parquet(tmp, index=False)
     save(fold_figure(plan, dev), run_dir / "folds.png")
 
+    scaler = _prepare_scaler(cv_data) if settings.refit_scaler else None
+    unscaled = scaler.inverse_transform(dev.features) if scaler is not None else None
     predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # split -> (rows, probs)
     per_split = []
     for split in plan.splits:
         model = make_model()
         valid = sample_rows(model, cv_data)
         rows = {role: np.intersect1d(split.rows(role), valid) for role in ("train", "val", "test")}
+        split_data = cv_data if unscaled is None else rescaled(cv_data, unscaled, scaler.kind, rows["train"])
         trainer = make_trainer(run_dir / "splits" / str(split.index))
-        trainer.fit(model, datamodule=cv_data.restricted(train=rows["train"], val=rows["val"], predict=rows["test"],
-                                                         learn_statistics=True))
+        trainer.fit(model, datamodule=split_data.restricted(train=rows["train"], val=rows["val"], predict=rows["test"],
+                                                            learn_statistics=True))
         saved = np.load(Path(trainer.log_dir) / "predictions" / "test_predictions.npz")
         predictions[split.index] = (saved["row"], saved["probabilities"])
         per_split.append({"split": split.index, "test_groups": list(split.test_groups),
@@ -256,6 +299,7 @@ def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettin
         "scheme": plan.scheme,
         "settings": {**dataclasses.asdict(settings), **plan.settings},
         "n_development_rows": int(len(dev)),
+        "scaler": f"{scaler.kind}, refitted on each split's training rows" if scaler is not None else "as given",
         "n_splits": len(plan.splits),
         "n_paths": plan.n_paths,
         "splits": per_split,

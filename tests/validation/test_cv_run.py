@@ -12,6 +12,7 @@ import pytest
 
 from mlfactory.cli import main
 from mlfactory.data.contract import SPLITS, split_file
+from mlfactory.prepare.scaling import Scaler
 from mlfactory.validation import ROLES
 from mlfactory.validation.runner import PROB_COLUMNS, CVSettings, run_cv
 
@@ -90,8 +91,17 @@ def test_a_fold_equals_a_plain_fit_on_its_rows(walk_forward_run, sample_dir: Pat
     folds = pd.read_parquet(run / "folds.parquet")
     roles = folds[folds["split"] == split].reset_index(drop=True)
     assert (roles["datetime"].dt.tz_localize(None).to_numpy() == frame["datetime"].dt.tz_localize(None).to_numpy()).all()
+    # what prepare would have written had its train split been this split's training rows: the scaler
+    # refitted on those rows, from the unscaled values that scaling_metadata.json recovers
+    metadata = json.loads((sample_dir / "scaling_metadata.json").read_text())
+    features = list(metadata["features"])
+    unscaled = Scaler.from_metadata(metadata, features).inverse_transform(frame[features].to_numpy(np.float32))
+    train = (roles["role"] == "train").to_numpy()
+    scaler = Scaler.fit(metadata["scaler"], (unscaled[train, j] for j in range(len(features))))
+    frame[features] = scaler.transform(unscaled)
     plain = tmp_path / "plain"
     plain.mkdir()
+    (plain / "scaling_metadata.json").write_text(json.dumps({**metadata, **scaler.to_metadata(features)}))
     for name, role in zip(SPLITS, ("train", "val", "test")):
         frame[(roles["role"] == role).to_numpy()].to_parquet(plain / split_file(name), index=False)
     L.seed_everything(0, verbose=False)
@@ -103,6 +113,10 @@ def test_a_fold_equals_a_plain_fit_on_its_rows(walk_forward_run, sample_dir: Pat
     assert len(cv) == len(direct["row"]) > 0
     assert (cv["symbol"].to_numpy() == direct["symbol"]).all()
     np.testing.assert_allclose(cv[PROB_COLUMNS].to_numpy(), direct["probabilities"], atol=1e-6)
+    # the split's bundle carries the scaler fitted on its own training rows, not prepare's
+    bundled = json.loads((run / "splits" / str(split) / "bundle" / "bundle.json").read_text())["input"]["scaler"]
+    np.testing.assert_allclose(bundled["center"], scaler.center, rtol=1e-9)
+    assert not np.allclose(scaler.center, Scaler.from_metadata(metadata, features).center)
 
 
 @pytest.mark.parametrize("signal", [False, True])
