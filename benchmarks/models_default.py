@@ -9,6 +9,13 @@ the no-signal test balanced accuracy and direction AUC) is printed and written b
 ``<!-- {table}:start -->`` and ``<!-- {table}:end -->`` in docs/models.md. The comparison of
 indicator and multi-resolution input is this script too:
 ``--models lstm multires --max-epochs 3 --table multires-vs-indicators``.
+
+``--epoch-time`` times instead what a new user meets first: ``mlfactory fit --model NAME
+--trainer.max_epochs 1 --data.threads T`` (the model's defaults, not its recipe) on the embedded
+default data, every model in turn in one run, so the times compare side by side; the table gives
+the training seconds (Lightning's fit loop, without the run record's end-of-fit work), the ratio to
+lstm's time in the same run (the target is at most 4), and the one epoch's val and test balanced
+accuracy. Table marker: ``epoch-time``.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(name: str, signal: bool, root: Path, max_epochs: int) -> dict:
+def run(name: str, signal: bool, root: Path, max_epochs: int, recipe: bool = True, extra: tuple[str, ...] = ()) -> dict:
+    model = ["--config", str(REPO / "configs" / f"{name}.yaml")] if recipe else ["--model", name]
     args = [
-        sys.executable, "-m", "mlfactory.cli", "fit", "--config", str(REPO / "configs" / f"{name}.yaml"),
+        sys.executable, "-m", "mlfactory.cli", "fit", *model,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.default_root_dir", str(root), "--trainer.max_epochs", str(max_epochs),
-        "--data.sample_signal", "true" if signal else "false",
+        "--data.sample_signal", "true" if signal else "false", *extra,
     ]
     result = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
@@ -43,7 +51,33 @@ def run(name: str, signal: bool, root: Path, max_epochs: int) -> dict:
         "test": evaluation["test"]["balanced_accuracy"],
         "ic": (evaluation["test"].get("trading") or {}).get("ic_mean"),
         "auc": evaluation["test"].get("direction_auc"),
+        # the last epoch's training rate, as the progress bar showed it (validation and the record excluded)
+        "samples_per_s": (training.get("history") or [{}])[-1].get("samples/s"),
     }
+
+
+def epoch_times(names: list[str], threads: int) -> list[str]:
+    """One epoch of each model's defaults on the default data, lstm first; rows of the epoch-time table."""
+    names = ["lstm", *[name for name in names if name != "lstm"]]
+    lines = [
+        f"| model | training samples/s ({threads} thread) | epoch time / lstm's | whole fit, s | val bal. acc "
+        "| test bal. acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    reference = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads)))
+            if "error" in result:
+                line = f"| {name} | failed: {result['error']} | | | | |"
+            else:
+                rate = result["samples_per_s"]
+                reference = reference or rate
+                line = (f"| {name} | {rate:,.0f} | {reference / rate:.2f} | {result['seconds']:.0f} | "
+                        f"{result['val']:.3f} | {result['test']:.3f} |")
+            print(line, flush=True)
+            lines.append(line)
+    return lines
 
 
 def _number(value: float | None) -> str:
@@ -59,7 +93,16 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=5)
     parser.add_argument("--table", default="models-default", help="the marker pair in docs/models.md to rewrite")
     parser.add_argument("--no-docs", action="store_true", help="print only; do not edit docs/models.md")
+    parser.add_argument("--epoch-time", action="store_true",
+                        help="time one epoch of each model's defaults against lstm's (table marker epoch-time)")
+    parser.add_argument("--threads", type=int, default=1, help="--data.threads of the --epoch-time fits")
     args = parser.parse_args()
+    if args.epoch_time:
+        neural = [s.name for s in list_models() if s.family == "neural"]
+        names = args.models if "--models" in sys.argv else neural
+        write_table(epoch_times(names, args.threads), "epoch-time" if args.table == "models-default" else args.table,
+                    args.no_docs)
+        return
 
     lines = [
         "| model | train s | epochs | val bal. acc | test bal. acc | test dir. AUC | test IC "
@@ -78,19 +121,24 @@ def main() -> None:
                         f"{canary['test']:.3f} | {_number(canary['auc'])} |")
             print(line, flush=True)
             lines.append(line)
-    table = "\n".join(lines)
-    if not args.no_docs:
-        docs = REPO / "docs" / "models.md"
-        text = docs.read_text()
-        start, end = f"<!-- {args.table}:start -->", f"<!-- {args.table}:end -->"
-        if start in text and end in text:
-            head, rest = text.split(start, 1)
-            _, tail = rest.split(end, 1)
-            docs.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-            print(f"updated {docs}")
-        else:
-            print(f"docs/models.md has no {start} ... {end} markers; table printed only")
+    write_table(lines, args.table, args.no_docs)
 
+
+def write_table(lines: list[str], marker: str, print_only: bool) -> None:
+    """Replace the table between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` in docs/models.md."""
+    if print_only:
+        return
+    table = "\n".join(lines)
+    docs = REPO / "docs" / "models.md"
+    text = docs.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        docs.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+        print(f"updated {docs}")
+    else:
+        print(f"docs/models.md has no {start} ... {end} markers; table printed only")
 
 if __name__ == "__main__":
     main()

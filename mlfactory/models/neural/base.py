@@ -95,7 +95,16 @@ class NeuralModule(FactoryModule):
             "train on data with the same feature columns",
         )
 
+    # arguments added after checkpoints were written, with the value that rebuilds those checkpoints
+    former_values: dict[str, Any] = {}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint from before an argument existed was built with its former value, not today's default
+        saved = checkpoint.get("hyper_parameters") or {}
+        former = {name: value for name, value in self.former_values.items() if name not in saved}
+        if former:
+            self.hparams.update(former)
+            self.net = None
         # the layers must exist before Lightning loads the state dict into them
         self.ensure_network()
 
