@@ -147,3 +147,23 @@ def test_cv_command_bad_groups_is_one_line(sample_dir: Path, tmp_path: Path, mon
     (status_file,) = tmp_path.glob("lightning_logs/cv/xgboost/*/status.json")
     assert json.loads(status_file.read_text())["status"] == "failed"
     assert not list(tmp_path.glob("lightning_logs/cv/xgboost/*/summary.json"))
+
+
+def test_cv_command_fits_each_split_from_the_parsed_config(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["cv", "--model", "xgboost", "--model.n_estimators", "7", "--model.n_jobs", "1",
+                 "--data.data_dir", str(sample_dir), "--cv.scheme", "cpcv", "--cv.n_groups", "3",
+                 "--cv.n_test_groups", "2", "--trainer.enable_progress_bar", "false"])
+    (run,) = tmp_path.glob("lightning_logs/cv/xgboost/*")
+    assert code == 0 and json.loads((run / "status.json").read_text())["status"] == "complete"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_splits"] == 3 and summary["n_paths"] == 2 and len(summary["paths"]) == 2
+    for split in range(3):
+        record = run / "splits" / str(split)
+        assert json.loads((record / "status.json").read_text())["status"] == "complete"
+        assert json.loads((record / "config" / "model_config.json").read_text())["init_args"]["n_estimators"] == 7
+        assert (record / "config.yaml").is_file()
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    # each of the two paths predicts every development row once
+    assert (predictions.groupby("path").size() == summary["n_development_rows"]).all()
+    assert not predictions.duplicated(["path", "datetime", "symbol"]).any()
