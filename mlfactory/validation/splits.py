@@ -147,7 +147,7 @@ def assign_roles(
     embargoed = candidates & ~test & ~purged & _near(test, starts, ends, 0, embargo)
     train = candidates & ~test & ~purged & ~embargoed
     val = np.zeros_like(train)
-    if val_fraction > 0 and train.any():
+    if train.any():
         times = np.unique(timestamps[train])
         n_val = max(1, int(round(val_fraction * len(times))))
         if n_val >= len(times):
@@ -164,7 +164,11 @@ def assign_roles(
     return roles
 
 
-def _check_rows(timestamps: np.ndarray, symbol_codes: np.ndarray, horizon: int, embargo: int | None) -> int:
+def _check_rows(timestamps: np.ndarray, symbol_codes: np.ndarray, horizon: int, embargo: int | None,
+                val_fraction: float) -> int:
+    if not 0 < val_fraction < 1:
+        raise CVError(f"--cv.val_fraction {val_fraction}: the validation tail is a share of the training period, "
+                      "between 0 and 1 (e.g. 0.1); every split needs one for early stopping")
     if len(timestamps) != len(symbol_codes):
         raise CVError(f"{len(timestamps)} timestamps but {len(symbol_codes)} symbol codes")
     if horizon < 1:
@@ -199,7 +203,7 @@ def cpcv(
 
     C(N, k) splits and k·C(N, k)/N paths; each path takes every group's prediction from exactly one split.
     """
-    embargo = _check_rows(timestamps, symbol_codes, horizon, embargo)
+    embargo = _check_rows(timestamps, symbol_codes, horizon, embargo, val_fraction)
     if not 1 <= n_test_groups < n_groups:
         raise CVError(
             f"--cv.n_test_groups {n_test_groups} with --cv.n_groups {n_groups}: the test groups must be at least 1 "
@@ -249,7 +253,7 @@ def walk_forward(
     expanding (every earlier row) or rolling (the last ``train_window`` timestamps before the window).
     One path: the test windows in order.
     """
-    embargo = _check_rows(timestamps, symbol_codes, horizon, embargo)
+    embargo = _check_rows(timestamps, symbol_codes, horizon, embargo, val_fraction)
     if n_splits < 1:
         raise CVError(f"--cv.n_splits {n_splits}: walk-forward needs at least 1 test window")
     if train_window is not None and train_window <= horizon:

@@ -130,6 +130,7 @@ def test_purged_kfold_is_each_group_tested_once() -> None:
     (lambda t, c: walk_forward(t, c, 3, n_splits=0), "at least 1 test window"),
     (lambda t, c: walk_forward(t, c, 10, n_splits=3, train_window=5), "train_window 5"),
     (lambda t, c: cpcv(t, c, 3, embargo=-1), "--cv.embargo -1"),
+    (lambda t, c: walk_forward(t, c, 3, val_fraction=0), "--cv.val_fraction 0"),
 ])
 def test_bad_settings_say_what_to_do(call, words) -> None:
     times, codes = dev_rows()
