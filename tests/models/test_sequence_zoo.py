@@ -21,8 +21,9 @@ SEQ_LEN = 16
 TINY = {
     "inceptiontime": {"n_filters": 4, "bottleneck_size": 4, "kernel_size": 8, "depth": 3},
     "resnet1d": {"n_filters": 4},
-    "patchtst": {"patch_len": 4, "stride": 2, "d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16},
-    "itransformer": {"d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16},
+    # channels=None: the papers' per-feature models, whose properties the tests below check
+    "patchtst": {"patch_len": 4, "stride": 2, "d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16, "channels": None},
+    "itransformer": {"d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16, "channels": None},
     "tft": {"hidden_size": 8, "n_heads": 2},
     "n_beats": {"num_stacks": 1, "num_blocks": 2, "num_layers": 2, "layer_width": 16},
 }
