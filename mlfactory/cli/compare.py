@@ -52,6 +52,10 @@ def compare_command(argv: list[str]) -> int:
         _pyplot().close(figure)
 
     columns = list(dict.fromkeys([c for c in DEFAULT_COLUMNS if c in table] + [args.sort]))
+    if "n_splits" in table:  # cross-validations: their test scores are means over splits, beside their spread
+        at = columns.index("test_balanced_accuracy") + 1 if "test_balanced_accuracy" in columns else len(columns)
+        columns[at:at] = ["test_balanced_accuracy_std", "n_splits"]
+        columns.insert(1, "stage")
     if args.all:
         columns[1:1] = ["status", "problem"]
     shown = table[columns].head(args.top) if args.top else table[columns]

@@ -29,7 +29,11 @@ SPLIT_METRICS = {
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (folders with a status.json) at or below each path."""
+    """Run directories (folders with a status.json) at or below each path.
+
+    The per-split runs inside a cross-validation (``<cv run>/splits/<k>/``) are parts of its one
+    result and are not listed beside it; pass a split's directory itself to see it alone.
+    """
     runs: list[Path] = []
     for path in paths:
         if not path.exists():
@@ -37,8 +41,17 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if (path / "status.json").is_file():
             runs.append(path)
         else:
-            runs.extend(sorted(p.parent for p in path.rglob("status.json")))
+            runs.extend(sorted(p.parent for p in path.rglob("status.json") if not _inside_cv_run(p.parent)))
     return runs
+
+
+def _inside_cv_run(run: Path) -> bool:
+    """Whether ``run`` is one split of a cross-validation (``<cv run>/splits/<k>``)."""
+    parent = run.parent.parent / STATUS
+    if run.parent.name != "splits" or not parent.is_file():
+        return False
+    record, _ = _read_record(run.parent.parent, STATUS)
+    return (record or {}).get("stage") == "cv"
 
 
 STATUS = "status.json"
@@ -46,14 +59,19 @@ MODEL_CONFIG = "config/model_config.json"
 TRAINING_CONFIG = "config/training_config.json"
 EVALUATION = "metrics/evaluation_metrics.json"
 TRAINING_METRICS = "metrics/training_metrics.json"
+CV_SUMMARY = "summary.json"
+CV_FIRST_SPLIT = "splits/0/"
 # what a complete run of each stage must hold, and the splits its evaluation scores
 REQUIRED_FILES = {
     "fit": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION, TRAINING_METRICS),
     "validate": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION),
     "test": (MODEL_CONFIG, TRAINING_CONFIG, EVALUATION),
     "predict": (MODEL_CONFIG, TRAINING_CONFIG),
+    "cv": (CV_SUMMARY,),
 }
-SCORED_SPLITS = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",), "predict": ()}
+SCORED_SPLITS = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",), "predict": (), "cv": ()}
+CV_METRICS = ("balanced_accuracy", "log_loss", "direction_auc")
+"""What a cross-validation's summary gives per split: its ``test_*`` columns hold the mean across splits."""
 KNOWN_STATUSES = ("running", "failed", "complete")
 
 
@@ -88,9 +106,13 @@ def run_row(run: Path) -> dict[str, Any]:
         return value or {}
 
     status = read(STATUS)
-    model, training = read(MODEL_CONFIG), read(TRAINING_CONFIG)
-    evaluation, timing = read(EVALUATION), read(TRAINING_METRICS)
     stage = status.get("stage")
+    cv = stage == "cv"
+    # a cross-validation's model and data settings are those of its splits (the same for each)
+    model, training = (read(CV_FIRST_SPLIT + MODEL_CONFIG), read(CV_FIRST_SPLIT + TRAINING_CONFIG)) if cv else (
+        read(MODEL_CONFIG), read(TRAINING_CONFIG))
+    evaluation, timing = read(EVALUATION), read(TRAINING_METRICS)
+    summary = read(CV_SUMMARY) if cv else {}
     state, why = run_state(status) if status else ("broken", None)
     if status and state not in KNOWN_STATUSES + ("dead",):
         problems.append(f"{STATUS} names no known status ({state!r})")
@@ -121,10 +143,23 @@ def run_row(run: Path) -> dict[str, Any]:
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             row[f"{split}_{name}"] = value
-    row["train_seconds"] = timing.get("train_seconds") if state != "broken" else None
+    if cv:
+        _cv_columns(row, summary if state != "broken" else {}, status)
+    row["train_seconds"] = (status.get("seconds") if cv else timing.get("train_seconds")) if state != "broken" else None
     row["problem"] = why
     row["run_dir"] = str(run)
     return row
+
+
+def _cv_columns(row: dict[str, Any], summary: dict[str, Any], status: dict[str, Any]) -> None:
+    """A cross-validation's row: ``test_*`` = the mean over its splits, ``*_std`` their spread, the scheme."""
+    across = summary.get("across_splits") if isinstance(summary.get("across_splits"), dict) else {}
+    for metric in CV_METRICS:
+        spread = across.get(metric) if isinstance(across.get(metric), dict) else {}
+        row[f"test_{metric}"] = spread.get("mean")
+        row[f"test_{metric}_std"] = spread.get("std")
+    row["stage"] = f"cv {status.get('scheme', '')}".strip()
+    row["n_splits"] = summary.get("n_splits")
 
 
 def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include_incomplete: bool = False) -> "pd.DataFrame":

@@ -342,7 +342,7 @@ class _Status:
 
     def write(self, status: str, **details: Any) -> None:
         write_json(self.path, {"status": status, "created": self.created, "updated": _now(), "pid": os.getpid(),
-                               "host": socket.gethostname(), "command": "cv", **details})
+                               "host": socket.gethostname(), "command": "cv", "stage": "cv", **details})
 
 
 def _now() -> str:

@@ -173,3 +173,19 @@ def test_cv_command_fits_each_split_from_the_parsed_config(sample_dir: Path, tmp
     # each of the two paths predicts every development row once
     assert (predictions.groupby("path").size() == summary["n_development_rows"]).all()
     assert not predictions.duplicated(["path", "datetime", "symbol"]).any()
+
+
+def test_compare_shows_a_cross_validation_as_one_row_with_its_spread(walk_forward_run, capsys) -> None:
+    from mlfactory.cli import main as cli
+    from mlfactory.evaluation.compare import find_runs, leaderboard
+
+    summary, run = walk_forward_run
+    assert find_runs([run.parent]) == [run]  # its splits are parts of it, not runs beside it
+    [row] = leaderboard([run.parent]).to_dict("records")
+    spread = summary["across_splits"]["balanced_accuracy"]
+    assert row["status"] == "complete" and row["stage"] == "cv walk_forward" and row["n_splits"] == 3
+    assert row["test_balanced_accuracy"] == spread["mean"] and row["test_balanced_accuracy_std"] == spread["std"]
+    assert row["model"] == "xgboost" and row["horizon"] == HORIZON
+    assert cli(["compare", str(run.parent), "--output", str(run.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "cv walk_forward" in out and "test_balanced_accuracy_std" in out
