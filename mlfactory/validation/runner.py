@@ -215,12 +215,23 @@ def fold_figure(plan: CVPlan, dev: SplitData) -> Any:
     return fig
 
 
-def scores(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
-    """Balanced accuracy, log loss and direction AUC of predictions (evaluation/classification.py)."""
+def scores(probs: np.ndarray, labels: np.ndarray, trading: tuple[np.ndarray, np.ndarray, int, np.ndarray] | None = None
+           ) -> dict[str, Any]:
+    """Balanced accuracy, log loss and direction AUC of predictions (evaluation/classification.py); with
+    ``trading = (fwd_returns, timestamps, horizon, calendar)`` also the annualised Sharpe ratio and the
+    mean daily information coefficient (evaluation/trading.py, the same as a fit's test metrics)."""
     from mlfactory.evaluation.classification import classification_report
 
-    report = classification_report(probs, labels, weights)
-    return {key: report[key] for key in ("n_samples", "balanced_accuracy", "log_loss", "direction_auc")}
+    report = classification_report(probs, labels)
+    result = {key: report[key] for key in ("n_samples", "balanced_accuracy", "log_loss", "direction_auc")}
+    if trading is not None:
+        from mlfactory.evaluation.trading import trading_report
+
+        fwd, times, horizon, calendar = trading
+        finite = np.isfinite(fwd)
+        report = trading_report(probs[finite], fwd[finite], times[finite], horizon, calendar=calendar)
+        result.update({key: report.get(key) for key in ("sharpe_annualised", "ic_mean")})
+    return result
 
 
 def distribution(values: list[float | None]) -> dict[str, Any]:
@@ -274,6 +285,12 @@ def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettin
     unscaled = scaler.inverse_transform(dev.features) if scaler is not None else None
     predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # split -> (rows, probs)
     per_split = []
+
+    def trading(rows: np.ndarray) -> tuple | None:
+        if dev.fwd_returns is None:
+            return None
+        return dev.fwd_returns[rows], dev.timestamps[rows], datamodule.horizon, dev.timestamps
+
     for split in plan.splits:
         model = make_model()
         valid = sample_rows(model, cv_data)
@@ -286,15 +303,18 @@ def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettin
         predictions[split.index] = (saved["row"], saved["probabilities"])
         per_split.append({"split": split.index, "test_groups": list(split.test_groups),
                           "rows": {role: int(len(r)) for role, r in rows.items()},
-                          **scores(saved["probabilities"], dev.labels[saved["row"]])})
+                          **scores(saved["probabilities"], dev.labels[saved["row"]], trading(saved["row"]))})
 
     table = _predictions_table(plan, dev, predictions)
     with replacing(run_dir / "predictions.parquet") as tmp:
         table.to_parquet(tmp, index=False)
     per_path = []
     for path, frame in table.groupby("path", sort=True):
-        per_path.append({"path": int(path), **scores(frame[PROB_COLUMNS].to_numpy(), frame["label"].to_numpy())})
-    metrics = ("balanced_accuracy", "log_loss", "direction_auc")
+        market = None if "fwd_return" not in frame else (
+            frame["fwd_return"].to_numpy(), frame["datetime"].to_numpy(), datamodule.horizon, dev.timestamps)
+        per_path.append({"path": int(path), **scores(frame[PROB_COLUMNS].to_numpy(), frame["label"].to_numpy(), market)})
+    metrics = ("balanced_accuracy", "log_loss", "direction_auc") + (
+        ("sharpe_annualised", "ic_mean") if dev.fwd_returns is not None else ())
     summary = {
         "scheme": plan.scheme,
         "settings": {**dataclasses.asdict(settings), **plan.settings},

@@ -76,6 +76,12 @@ def test_record_of_a_walk_forward(walk_forward_run) -> None:
         assert fitted["datetime"].max() < folds[(folds["split"] == split) & (folds["role"] == "test")]["datetime"].min()
     assert summary["across_splits"]["balanced_accuracy"]["n"] == 3
     assert (run / "folds.png").stat().st_size > 0
+    # trading metrics per split are the split's own test metrics (same rows, same calendar)
+    for entry in summary["splits"]:
+        own = json.loads((run / "splits" / str(entry["split"]) / "metrics" / "evaluation_metrics.json").read_text())
+        assert entry["sharpe_annualised"] == pytest.approx(own["test"]["trading"]["sharpe_annualised"], rel=1e-9)
+        assert entry["ic_mean"] == pytest.approx(own["test"]["trading"]["ic_mean"], rel=1e-9)
+    assert summary["across_paths"]["sharpe_annualised"]["n"] == 1
 
 
 def test_a_fold_equals_a_plain_fit_on_its_rows(walk_forward_run, sample_dir: Path, tmp_path: Path, make_trainer) -> None:
