@@ -141,5 +141,6 @@ class ITransformerModel(WindowedNeuralModule):
         hp = self.hparams
         require_heads_divide(self, "d_model", "n_heads")
         return _ITransformerClassifier(
-            n_features, hp.n_steps, hp.d_model, hp.n_heads, hp.num_layers, hp.d_ff, hp.dropout, hp.instance_norm, hp.get("channels")
+            n_features, hp.n_steps, hp.d_model, hp.n_heads, hp.num_layers, hp.d_ff, hp.dropout, hp.instance_norm,
+            hp.get("channels"),
         )
