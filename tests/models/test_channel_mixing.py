@@ -69,3 +69,23 @@ def test_a_checkpoint_from_before_channels_loads_as_the_per_feature_model(name, 
     restored.eval()
     with torch.inference_mode():
         torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_a_native_folder_from_before_channels_loads_as_the_per_feature_model(name, tmp_path):
+    """What bundles and ensembles read (``export_native``/``load_native``), written before ``channels`` existed."""
+    import json
+
+    torch.manual_seed(0)
+    model = create_model(name, channels=None, n_features=6, n_steps=10, **SMALL[name]).eval()
+    model.export_native(tmp_path)
+    saved = json.loads((tmp_path / "hparams.json").read_text())
+    del saved["init_args"]["channels"]
+    (tmp_path / "hparams.json").write_text(json.dumps(saved))
+
+    # rebuilt as a bundle does: from the recorded arguments (today's default channels=16), then its folder
+    restored = create_model(name, n_features=6, n_steps=10, **SMALL[name]).load_native(tmp_path)
+    assert restored.hparams.channels is None
+    x = torch.randn(4, 10, 6)
+    with torch.inference_mode():
+        torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)

@@ -168,11 +168,12 @@ class NeuralModule(FactoryModule):
         """The weights back from ``weights.pt`` (read as tensors only, never as a pickle); returns ``self``.
 
         Sizes the network from the ``hparams.json`` beside them when this model was built without
-        them (an ensemble member rebuilt from its spec); only those sizes are read from it.
+        them (an ensemble member rebuilt from its spec); only those sizes, and the ``former_values``
+        of arguments that file predates, are read from it.
         """
         directory = Path(directory)
         sizes = [name for name in ("n_features", "n_steps") if name in self.hparams and self.hparams[name] is None]
-        if sizes:
+        if sizes or self.former_values:
             path = directory / "hparams.json"
             init_args = read_native(path, "mlfactory", lambda: json.loads(path.read_text())["init_args"])
             for name in sizes:
@@ -180,6 +181,11 @@ class NeuralModule(FactoryModule):
                 self._require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                               f"{path}: {name}={value!r} is not a positive whole number")
                 self.hparams[name] = value
+            # files written before an argument existed were built with its former value (as checkpoints)
+            former = {name: value for name, value in self.former_values.items() if name not in init_args}
+            if former:
+                self.hparams.update(former)
+                self.net = None
         self.ensure_network()
         path = directory / "weights.pt"
         weights = read_native(path, "torch", lambda: torch.load(path, map_location="cpu", weights_only=True))
