@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -9,6 +10,16 @@ from mlfactory import __version__
 from mlfactory.errors import MLFactoryError
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+
+# command -> (module, function taking the remaining arguments and returning the exit code); imported on use
+COMMANDS = {
+    "models": ("mlfactory.cli.models", "list_command"),
+    "compare": ("mlfactory.cli.compare", "compare_command"),
+    "prepare": ("mlfactory.cli.prepare", "prepare_command"),
+    "predict-bundle": ("mlfactory.cli.bundle_predict", "bundle_predict_command"),
+    "sign": ("mlfactory.cli.bundle_predict", "bundle_sign_command"),
+    "cv": ("mlfactory.cli.cv", "cv_command"),
+}
 
 USAGE = f"""\
 usage: mlfactory COMMAND [options]
@@ -44,30 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         if command == "--version":
             print(__version__)
             return 0
-        if command == "models":
-            from mlfactory.cli.models import list_command
-
-            return list_command(args[1:])
-        if command == "compare":
-            from mlfactory.cli.compare import compare_command
-
-            return compare_command(args[1:])
-        if command == "prepare":
-            from mlfactory.cli.prepare import prepare_command
-
-            return prepare_command(args[1:])
         if command == "predict" and any(a == "--bundle" or a.startswith("--bundle=") for a in args[1:]):
-            from mlfactory.cli.bundle_predict import bundle_predict_command
-
-            return bundle_predict_command(args[1:])
-        if command == "sign":
-            from mlfactory.cli.bundle_predict import bundle_sign_command
-
-            return bundle_sign_command(args[1:])
-        if command == "cv":
-            from mlfactory.cli.cv import cv_command
-
-            return cv_command(args[1:])
+            command = "predict-bundle"
+        if command in COMMANDS:
+            module_name, function_name = COMMANDS[command]
+            return getattr(importlib.import_module(module_name), function_name)(args[1:])
         if command in TRAINER_COMMANDS:
             from mlfactory.cli.lightning_cli import run
 
