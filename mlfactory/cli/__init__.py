@@ -19,6 +19,7 @@ COMMANDS = {
     "predict-bundle": ("mlfactory.cli.bundle_predict", "bundle_predict_command"),
     "sign": ("mlfactory.cli.bundle_predict", "bundle_sign_command"),
     "cv": ("mlfactory.cli.cv", "cv_command"),
+    "serve": ("mlfactory.cli.serve", "serve_command"),
 }
 
 USAGE = f"""\
@@ -32,6 +33,7 @@ commands:
   test       evaluate on test:         mlfactory test --ckpt_path RUN/checkpoints/best.ckpt
   predict    write predictions:        mlfactory predict --ckpt_path RUN/checkpoints/best.ckpt
              or, on raw features:      mlfactory predict --bundle RUN/bundle --input F --output preds.parquet
+  serve      HTTP predictions:         mlfactory serve --bundle RUN/bundle --port 8000
   sign       sign a bundle you trust:  mlfactory sign --bundle RUN/bundle   (key: MLFACTORY_BUNDLE_KEY)
   models     list registered models:   mlfactory models
   prepare    build splits from bars:   mlfactory prepare --input bars.csv --output data/splits/scaled
