@@ -20,3 +20,38 @@ def test_trainer_api_example_writes_a_complete_run_per_model(tmp_path, monkeypat
         assert len(runs) == 1 and f"{name}: run written to {runs[0]}" in out
         assert json.loads((runs[0] / "status.json").read_text())["status"] == "complete"
         assert (runs[0] / "predictions" / "test_predictions.npz").is_file()
+
+
+# --- examples inside the docs' Markdown -------------------------------------------------------
+DOCS = EXAMPLES.parent
+MARKER = "<!-- executed by tests/test_docs_examples.py -->"
+
+
+def executed_blocks(page: str) -> list[str]:
+    """The Python blocks of ``docs/<page>`` (or README.md) that follow the marker, in order."""
+    path = DOCS / page if page != "README.md" else DOCS.parent / page
+    blocks = []
+    for part in path.read_text().split(MARKER)[1:]:
+        body = part.split("```python\n", 1)[1]
+        blocks.append(body.split("\n```", 1)[0])
+    assert blocks, f"{path} has no block marked {MARKER}"
+    return blocks
+
+
+def test_data_md_plain_dataloader_example_runs_as_written(sample_dir, capsys):
+    (block,) = executed_blocks("data.md")
+    namespace = {"data_dir": sample_dir}
+    exec(compile(block, "docs/data.md", "exec"), namespace)
+    printed = capsys.readouterr().out.strip()
+    assert printed == "{'x': (256, 60, 30), 'y': (256,), 'w': (256,), 'row': (256,)}"
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mlfactory.data.windows import collate_batch
+
+    dataset = namespace["container"].get_pytorch_sequences("val", seq_len=60)
+    for plain, fast in zip(DataLoader(dataset, batch_size=100), DataLoader(dataset, batch_size=100,
+                                                                           collate_fn=collate_batch)):
+        assert plain.keys() == fast.keys() and all(torch.equal(plain[k], fast[k]) for k in plain)
+    tabular = next(iter(DataLoader(namespace["container"].get_tabular_dataset("val"), batch_size=8)))
+    assert tabular["x"].shape == (8, 30)

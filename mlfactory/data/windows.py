@@ -1,9 +1,14 @@
 """Datasets over a split's arrays that gather a whole batch with one index operation.
 
-A ``DataLoader`` calls ``__getitems__`` with the batch's indices; the dataset answers with one
-dictionary of batched tensors, so there is no Python call per sample and no collation step. The
-sequence view never materialises the (n, seq_len, n_features) tensor: a batch is gathered from the
-split's 2-D array by ``end_row + offsets``, and only that batch exists as a copy.
+A ``DataLoader`` calls ``__getitems__`` with the batch's indices; the dataset gathers the whole
+batch at once, so there is no Python call per sample. The sequence view never materialises the
+(n, seq_len, n_features) tensor: a batch is gathered from the split's 2-D array by
+``end_row + offsets``, and only that batch exists as a copy.
+
+``__getitems__`` returns a :class:`GatheredBatch`: the list of samples torch's contract asks for, so a
+plain ``DataLoader(dataset, batch_size=256)`` works with its default collation (one small stack per
+batch), and at the same time the batched tensors, which :func:`collate_batch` hands over without any
+per-sample work (the project's own loaders pass it).
 
 A batch is ``{"x": features, "y": classes, "w": sample weights, "row": split row of the last bar}``;
 for the multi-resolution view ``x`` is a dict of tensors, one per timeframe (``multires.py``).
@@ -11,7 +16,8 @@ for the multi-resolution view ``x`` is a dict of tensors, one per timeframe (``m
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +29,45 @@ from mlfactory.errors import DataError
 Batch = dict[str, torch.Tensor]
 
 
-def collate_batch(batch: Batch) -> Batch:
-    """The batch is already collated by ``__getitems__``; the DataLoader hands it over untouched."""
-    return batch
+class GatheredBatch(Sequence):
+    """A batch gathered in one operation, seen both ways a caller may want it.
+
+    As a sequence it is the list of samples torch's ``__getitems__`` contract asks for
+    (``batch[i]`` is sample ``i``, a dict of tensors), so torch's ``default_collate`` accepts it. By
+    key it is the batched tensors themselves (``batch["x"]`` is (batch, ...)), which
+    :func:`collate_batch` returns without touching a sample.
+    """
+
+    def __init__(self, tensors: Batch) -> None:
+        self.tensors = tensors
+        self._n = len(tensors["row"])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            return self.tensors[key]
+        if not -self._n <= key < self._n:
+            raise IndexError(f"sample {key} of a batch of {self._n}")
+        return {name: {k: v[key] for k, v in value.items()} if isinstance(value, dict) else value[key]
+                for name, value in self.tensors.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(self._n))
+
+    def keys(self) -> Any:
+        """The names of the batched tensors (``x``, ``y``, ``w``, ``row``)."""
+        return self.tensors.keys()
+
+    def items(self) -> Any:
+        """``(name, batched tensor)`` pairs."""
+        return self.tensors.items()
+
+
+def collate_batch(batch: GatheredBatch | Batch) -> Batch:
+    """The batch was already gathered by ``__getitems__``: its tensors, handed over without per-sample work."""
+    return batch.tensors if isinstance(batch, GatheredBatch) else batch
 
 
 class _RowDataset(Dataset):
@@ -51,23 +93,21 @@ class _RowDataset(Dataset):
             raise DataError(empty)
         return valid
 
-    def __getitems__(self, indices: Sequence[int]) -> Batch:
+    def __getitems__(self, indices: Sequence[int]) -> GatheredBatch:
         # gathered by numpy and wrapped without a copy: numpy's batch buffers go back to the
         # allocator at once, where torch's cached blocks inflated peak memory (docs/performance.md)
         rows = self._rows[np.asarray(indices, dtype=np.int64)]
         split = self.split
         x = self._gather(rows)
-        return {
+        return GatheredBatch({
             "x": {k: torch.from_numpy(v) for k, v in x.items()} if isinstance(x, dict) else torch.from_numpy(x),
             "y": torch.from_numpy(split.labels[rows]),
             "w": torch.from_numpy(split.weights[rows]),
             "row": torch.from_numpy(rows),
-        }
+        })
 
-    def __getitem__(self, index: int) -> Batch:
-        batch = self.__getitems__([index])
-        return {key: {k: v[0] for k, v in value.items()} if isinstance(value, dict) else value[0]
-                for key, value in batch.items()}
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
 
     def _gather(self, rows: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         raise NotImplementedError
