@@ -19,9 +19,12 @@ import importlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
 
 from mlfactory.errors import RegistryError
+
+if TYPE_CHECKING:  # the base imports torch and Lightning; the registry must not
+    from mlfactory.models.base import FactoryModule
 
 Family = Literal["boosting", "classical", "neural", "ensemble"]
 InputKind = Literal["tabular", "sequence", "multires", "any"]
@@ -79,6 +82,7 @@ def register(*, name: str, family: Family, input_kind: InputKind) -> Callable[[T
         cls.input_kind = input_kind
         _runtime_classes[class_path] = cls
         _runtime[name] = ModelSpec(name, family, input_kind, class_path, _first_line(cls.__doc__))
+        _document_create_model()
         return cls
 
     return decorate
@@ -109,9 +113,44 @@ def model_class(name: str) -> type:
     return get_spec(name).load()
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Instantiate model ``name`` with keyword hyper-parameters, e.g. ``create_model("lstm", hidden_size=32)``."""
+def create_model(name: str, **kwargs: Any) -> FactoryModule:
     return model_class(name)(**kwargs)
+
+
+_CREATE_MODEL_DOC = """Instantiate the registered model ``name`` with keyword hyper-parameters.
+
+    ``create_model("lstm", hidden_size=32)`` is ``LSTMModel(hidden_size=32)``: a ``FactoryModule``
+    (a ``LightningModule``) ready for ``Trainer.fit(model, FactoryDataModule(...))``.
+
+    Args:
+        name: a registered model name (below, or ``mlfactory models`` / :func:`list_models`).
+        **kwargs: the model's hyper-parameters; each model's are the arguments of its class.
+
+    A model's arguments, with their defaults and meaning:
+
+    - command line: ``mlfactory fit --model.help NAME`` (e.g. ``mlfactory fit --model.help lstm``);
+    - Python: ``help(model_class(NAME))`` or ``inspect.signature(model_class(NAME))``
+      (``from mlfactory.registry import model_class``).
+
+    Raises:
+        RegistryError: ``name`` is not registered (the message suggests the closest name).
+
+    Registered models (family, input kind):
+{models}
+    """
+
+
+def _describe_models() -> str:
+    """The registered models, one indented line each, for :func:`create_model`'s docstring."""
+    try:
+        specs = list_models()
+    except (RegistryError, OSError, SyntaxError) as err:  # a broken model file must not break the import
+        return f"        (cannot list them here: {err}; run ``mlfactory models``)"
+    return "\n".join(f"        {s.name:<14} {s.family}, {s.input_kind}: {s.description}" for s in specs)
+
+
+def _document_create_model() -> None:
+    create_model.__doc__ = _CREATE_MODEL_DOC.format(models=_describe_models())
 
 
 def class_path_for(name_or_path: str) -> str:
@@ -171,3 +210,6 @@ def _register_fields(decorator: ast.expr) -> dict[str, str] | None:
 
 def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0].strip() if (doc or "").strip() else ""
+
+
+_document_create_model()

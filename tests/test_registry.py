@@ -126,3 +126,30 @@ def test_model_help_lists_the_base_arguments_with_their_docs(name, shown, hidden
     text = " ".join(capsys.readouterr().out.split())
     assert all(" ".join(s.split()) in text for s in shown), text
     assert not any(s in text for s in hidden)
+
+
+def test_create_model_help_lists_every_registered_name_and_how_to_see_arguments():
+    import inspect
+    import pydoc
+
+    text = pydoc.render_doc(create_model, renderer=pydoc.plaintext)
+    for spec in list_models():
+        assert f"{spec.name:<14} {spec.family}, {spec.input_kind}" in text
+    assert "mlfactory fit --model.help NAME" in text and "help(model_class(NAME))" in text
+    # the return type is the model base (named without importing torch at registry import)
+    assert inspect.signature(create_model).return_annotation == "FactoryModule"
+    import typing
+
+    import mlfactory.models.base as base
+
+    assert typing.get_type_hints(create_model, vars(base))["return"] is FactoryModule
+
+
+def test_create_model_doc_names_models_registered_at_run_time():
+    from mlfactory.models.classical.logistic import LogisticModel
+
+    @register(name="doc_listed_logistic", family="classical", input_kind="tabular")
+    class Listed(LogisticModel):
+        """A logistic regression registered to check the docstring."""
+
+    assert "doc_listed_logistic" in create_model.__doc__
