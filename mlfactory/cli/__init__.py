@@ -19,6 +19,7 @@ COMMANDS = {
     "predict-bundle": ("mlfactory.cli.bundle_predict", "bundle_predict_command"),
     "sign": ("mlfactory.cli.bundle_predict", "bundle_sign_command"),
     "cv": ("mlfactory.cli.cv", "cv_command"),
+    "tune": ("mlfactory.cli.tune", "tune_command"),
     "serve": ("mlfactory.cli.serve", "serve_command"),
 }
 
@@ -39,6 +40,7 @@ commands:
   prepare    build splits from bars:   mlfactory prepare --input bars.csv --output data/splits/scaled
   compare    leaderboard of runs:      mlfactory compare lightning_logs/ --sort test_sharpe
   cv         purged cross-validation:  mlfactory cv --model xgboost --cv.scheme cpcv --cv.n_groups 6
+  tune       hyper-parameter search:   mlfactory tune --model lightgbm --tune.n_trials 20
 
 Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
 --model.hidden_size 128, --data.horizon 20, --trainer.max_epochs 30; --print_config shows
