@@ -1,4 +1,4 @@
-"""``mlfactory predict --bundle``: batch inference of a run's bundle on a file of unscaled features;
+"""``mlfactory predict --bundle``: batch inference of a run's bundle on raw bars or a file of unscaled features;
 ``mlfactory sign --bundle``: sign a bundle you trust with the bundle key."""
 
 from __future__ import annotations
@@ -10,16 +10,21 @@ EXAMPLE = """\
 example:
   mlfactory predict --bundle lightning_logs/xgboost/<run_id>/bundle --input features.parquet --output preds.parquet
 
-The input holds every feature column named in bundle.json (unscaled; extra columns are ignored), plus
-`datetime` (required for sequence models) and `symbol` (when there are several series). See docs/inference.md.
+  mlfactory predict --bundle lightning_logs/xgboost/<run_id>/bundle --input new_bars.csv --output preds.parquet
+
+The input is either raw OHLCV bars (datetime, open, high, low, close, volume, optional symbol: the formats
+prepare reads), from which the bundle computes the features with prepare's recipe (one prediction per bar;
+bars without enough history before them have has_history false), or a table holding every feature column
+named in bundle.json (unscaled; extra columns are ignored), plus `datetime` (required for sequence models)
+and `symbol` (when there are several series). See docs/inference.md.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlfactory predict --bundle",
-        description="Predict class probabilities, class and confidence for every row of a parquet or CSV file, "
-        "streaming it in chunks, with a run's inference bundle.",
+        description="Predict class probabilities, class and confidence for every bar of a raw OHLCV file, or every "
+        "row of a feature table (streamed in chunks), with a run's inference bundle.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -46,6 +51,12 @@ def bundle_predict_command(argv: list[str]) -> int:
     from mlfactory.inference.stream import predict_file
 
     bundle = ModelBundle.load(args.bundle, device=args.device, require_signature=args.require_signature)
+    from mlfactory.inference.bars import looks_like_bars, predict_bars_file
+
+    if looks_like_bars(args.input, bundle.features):  # raw OHLCV bars: prepare's recipe makes the features
+        rows = predict_bars_file(bundle, args.input, args.output, batch_size=args.batch_size, overwrite=args.overwrite)
+        print(f"wrote {rows:,} predictions of {bundle.model_name} from raw bars to {args.output}", file=sys.stderr)
+        return 0
     rows = predict_file(
         bundle,
         args.input,

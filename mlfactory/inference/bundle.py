@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from mlfactory.data.views import InputView
     from mlfactory.inference.predictor import Predictor
+    from mlfactory.prepare.recipe import Recipe
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -125,6 +126,8 @@ def _model_spec(module: Any) -> dict[str, Any]:
 
 
 def _input_spec(container: Any, view: Any) -> dict[str, Any]:
+    from mlfactory.inference.bars import recipe_spec
+
     features = list(container.feature_names)
     scaler = _scaler(container.metadata, features, container.data_dir)
     return {
@@ -133,6 +136,7 @@ def _input_spec(container: Any, view: Any) -> dict[str, Any]:
         "features": features,
         "expects": "unscaled" if scaler is not None else "scaled",
         "scaler": scaler,
+        **recipe_spec(container, view),  # recipe + warmup: raw bars in (docs/inference.md, "Raw bars")
     }
 
 
@@ -301,6 +305,44 @@ class ModelBundle:
         mapping = self.spec["class_mapping"]
         return [int(mapping[str(i)]["label"]) for i in range(len(mapping))]
 
+    @property
+    def recipe(self) -> "Recipe":
+        """Prepare's recipe: how raw bars become this model's features.
+
+        Raises:
+            BundleError: the bundle has none (written before raw-bar bundles, or from data not made by prepare).
+        """
+        from mlfactory.inference.bars import NO_RECIPE
+        from mlfactory.prepare.recipe import Recipe
+
+        payload = self.spec["input"].get("recipe")
+        if not isinstance(payload, dict):
+            raise BundleError(NO_RECIPE.format(where=self.path))
+        try:
+            return Recipe.from_json(payload)
+        except (KeyError, TypeError, ValueError, MLFactoryError) as err:
+            raise BundleError(f"{self.path / SPEC_FILE}: input.recipe is unreadable ({_one_line(err)}); the bundle is "
+                              "damaged") from None
+
+    @property
+    def has_recipe(self) -> bool:
+        """True when the bundle can predict from raw bars (:meth:`predict_bars`)."""
+        return isinstance(self.spec["input"].get("recipe"), dict)
+
+    @property
+    def required_history(self) -> int:
+        """Base bars a bar needs before it, in the input, for its features to equal prepare's (the measured
+        warm-up of the model's features; for sequence models each of the window's rows needs it too)."""
+        from mlfactory.prepare.recipe import required_history
+
+        warmup = self.spec["input"].get("warmup")
+        if self.input_kind == "multires":
+            return 0
+        if not isinstance(warmup, dict):
+            self.recipe  # no recipe: the one-line error
+            raise BundleError(f"{self.path / SPEC_FILE}: input.warmup is missing; the bundle is damaged")
+        return required_history(warmup, self.features)
+
     def __repr__(self) -> str:
         window = f", seq_len={self.seq_len}" if self.view.windowed else ""
         return f"ModelBundle({self.model_name!r}, {len(self.features)} features, {self.input_kind}{window}, path={str(self.path)!r})"
@@ -347,6 +389,22 @@ class ModelBundle:
                 ``datetime`` column is missing (sequence models) or unreadable; a symbol repeats a timestamp.
         """
         return self.predictor(batch_size=batch_size)(frame)
+
+    def predict_bars(self, bars: "pd.DataFrame | str | Path", batch_size: int = 2048) -> "pd.DataFrame":
+        """Predictions from raw OHLCV bars (a DataFrame, a CSV/parquet file or a directory, as prepare reads them).
+
+        The features are computed by prepare's own code with the bundle's recipe, scaled and predicted;
+        one row per real base bar (gap-filled bars are not predicted), sorted by symbol and time, with the
+        columns of :meth:`predict`. A bar with fewer than :attr:`required_history` bars before it in the
+        input (plus ``seq_len - 1`` rows for sequence models) has ``has_history = False`` and no probabilities.
+
+        Raises:
+            BundleError: the bundle has no recipe (one line says why and what to do).
+            PrepareError: the bars are unreadable or wrong.
+        """
+        from mlfactory.inference.bars import predict_bars
+
+        return predict_bars(self, bars, batch_size=batch_size)
 
     def predictor(self, batch_size: int = 2048) -> "Predictor":
         """A stateful predictor for consecutive chunks of one input: each chunk's windows may reach back

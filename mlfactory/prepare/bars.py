@@ -196,12 +196,15 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a + shift) % n, int(a + shift) % n + int(b - a)) for a, b in zip(starts, stops)]
 
 
-def load_bars(source: pd.DataFrame | str | os.PathLike[str], *, fill_gaps: int = 5) -> Bars:
+def load_bars(source: pd.DataFrame | str | os.PathLike[str], *, fill_gaps: int = 5,
+              resolution_ns: int | None = None) -> Bars:
     """Read, check and repair OHLCV bars from a DataFrame, a file or a directory of files.
 
     Args:
         source: the bars, or a path to a CSV/parquet file or a directory holding such files.
         fill_gaps: fill gaps of at most this many missing bars with flat, zero-volume bars (0: none).
+        resolution_ns: the known base resolution (a bundle's recipe): the bars must lie on its grid, and a
+            symbol may then have a single bar. None: inferred from the bars (the most common spacing).
 
     Raises:
         PrepareError: naming the file, the row and what to do, for every way the bars can be wrong.
@@ -213,7 +216,7 @@ def load_bars(source: pd.DataFrame | str | os.PathLike[str], *, fill_gaps: int =
         raise PrepareError(f"{info['source']} holds no bars; it needs rows of datetime, open, high, low, close, volume")
     _check_values(raw, origins)
     info["rows_read"] = len(raw)
-    return _repair(raw, origins, fill_gaps, info)
+    return _repair(raw, origins, fill_gaps, info, resolution_ns)
 
 
 def whole_number(value: object, name: str, minimum: int) -> int:
@@ -504,7 +507,8 @@ def _describe(raw: pd.DataFrame, origins: list[tuple[str, str]], row: int) -> st
     return f"{_where(origin, int(raw['_row'].iloc[row]))} ({symbol} {stamp})"
 
 
-def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, info: dict) -> Bars:
+def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, info: dict,
+            known_resolution: int | None = None) -> Bars:
     names = raw.attrs["symbols"]
     codes, times = raw["_symbol"].to_numpy(), raw["_time"].to_numpy()
     grouped = np.argsort(codes, kind="stable")  # each symbol's rows in file order, even if interleaved
@@ -532,7 +536,7 @@ def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, i
         raw.attrs = attrs
     bounds = np.concatenate(([0], np.flatnonzero(np.diff(codes)) + 1, [len(codes)])).astype(np.int64)
     _check_plausible(raw, origins, bounds)
-    resolution = _resolution(raw, origins, bounds, [str(s) for s in names])
+    resolution = _resolution(raw, origins, bounds, [str(s) for s in names], known_resolution)
     arrays = {c: raw[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS}
     calendars = [infer_calendar(times[bounds[i] : bounds[i + 1]], resolution, fill_gaps) for i in range(len(names))]
     filled, bounds, gaps = _fill_gaps(times, arrays, bounds, resolution, fill_gaps, calendars)
@@ -562,17 +566,21 @@ def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, i
     )
 
 
-def _resolution(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.ndarray, symbols: list[str]) -> int:
-    """The base resolution: the most common spacing, the same for every symbol, on a whole-minute grid."""
+def _resolution(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.ndarray, symbols: list[str],
+                known: int | None = None) -> int:
+    """The base resolution: the most common spacing, the same for every symbol, on a whole-minute grid
+    (or ``known``, on whose grid every bar must lie)."""
     times = raw["_time"].to_numpy()
     found = {}
-    for i, symbol in enumerate(symbols):
+    for i, symbol in enumerate(symbols if known is None else ()):
         steps = np.diff(times[bounds[i] : bounds[i + 1]])
         if len(steps) == 0:
             raise PrepareError(f"symbol {symbol!r} has a single bar; each symbol needs a series of bars")
         values, counts = np.unique(steps, return_counts=True)
         found[symbol] = int(values[np.argmax(counts)])
-    resolutions = set(found.values())
+    if known is not None:
+        _check_known_resolution(raw, origins, bounds, symbols, int(known))
+    resolutions = set(found.values()) if known is None else {int(known)}
     if len(resolutions) > 1:
         detail = ", ".join(f"{s}: {_label(r)}" for s, r in found.items())
         raise PrepareError(f"symbols have different bar resolutions ({detail}); prepare each resolution separately")
@@ -593,6 +601,32 @@ def _resolution(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.nd
             f"{_label(resolution)} apart ({int(off_grid.sum())} bars off the grid); drop or realign those bars"
         )
     return resolution
+
+
+KNOWN_RESOLUTION_MIN_STEPS = 10
+"""Bars of a symbol from which their most common spacing must be the known resolution (fewer may all be gaps)."""
+
+
+def _check_known_resolution(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: np.ndarray,
+                            symbols: list[str], known: int) -> None:
+    """Bars read for a known resolution: on its absolute grid, and (with enough bars) mostly that far apart."""
+    times = raw["_time"].to_numpy()
+    off = np.flatnonzero(times % known)
+    if off.size:
+        raise PrepareError(
+            f"{_describe(raw, origins, int(off[0]))} is not on the {_label(known)} grid the model was trained on "
+            f"(bars start at whole multiples of {_label(known)}); {off.size} bar(s) affected. Realign the bars"
+        )
+    for i, symbol in enumerate(symbols):
+        steps = np.diff(times[bounds[i] : bounds[i + 1]])
+        if len(steps) >= KNOWN_RESOLUTION_MIN_STEPS:
+            values, counts = np.unique(steps, return_counts=True)
+            common = int(values[np.argmax(counts)])
+            if common != known:
+                raise PrepareError(
+                    f"the bars of symbol {symbol!r} are {_label(common)} apart, but the model was trained on "
+                    f"{_label(known)} bars; give {_label(known)} bars (resample them first)"
+                )
 
 
 def _fill_gaps(

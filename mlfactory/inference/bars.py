@@ -1,0 +1,195 @@
+"""From raw OHLCV bars to a bundle's predictions, through prepare's own code.
+
+The bundle's recipe (``input.recipe`` in bundle.json) says how ``prepare`` read the bars and built the
+features; :class:`mlfactory.prepare.recipe.Recipe` reads and repairs new bars with prepare's reader and
+computes the features with prepare's ``symbol_features``, then the bundle's scaler and model predict as
+they do on a feature table (:mod:`mlfactory.inference.predictor`). A multi-resolution bundle builds each
+timeframe's window of bins with :class:`mlfactory.data.multires.MultiResolutionBars`, as training did.
+
+One prediction per real (not gap-filled) base bar, sorted by symbol and time. A bar is predicted only
+when the input holds enough bars before it (``ModelBundle.required_history``, plus ``seq_len - 1``
+rows for sequence models): every feature then equals prepare's to float32 precision (the measured
+warm-up). Other bars get ``has_history = False`` and no probabilities, never a silently wrong value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mlfactory.atomic import remove_stale_partials, replacing
+from mlfactory.data.contract import DATETIME_COLUMN as DATETIME
+from mlfactory.data.contract import RAW_BAR_COLUMNS
+from mlfactory.data.contract import SYMBOL_COLUMN as SYMBOL
+from mlfactory.errors import BundleError, DataError
+from mlfactory.inference.predictor import output_frame
+
+if TYPE_CHECKING:
+    from mlfactory.inference.bundle import ModelBundle
+    from mlfactory.prepare.bars import Bars
+
+NO_RECIPE = (
+    "{where} holds no recipe of prepare (it was written before bundles carried the recipe, or trained "
+    "on data not made by mlfactory prepare), so it cannot predict from raw bars; raw-bar prediction needs a bundle "
+    "written by this version from prepared data (refit the run), or give it a table of the features bundle.json lists"
+)
+
+
+def predict_bars(bundle: "ModelBundle", source: "pd.DataFrame | str | os.PathLike[str] | Bars",
+                 batch_size: int = 2048) -> pd.DataFrame:
+    """Predictions for every real bar of ``source`` (raw OHLCV bars, as ``prepare`` reads them).
+
+    Columns as :meth:`ModelBundle.predict`; rows sorted by symbol (first appearance), then time.
+
+    Raises:
+        BundleError: the bundle has no recipe (written before raw-bar bundles, or from other data).
+        PrepareError: the bars are unreadable or wrong (what, where, what to do), or of another resolution.
+    """
+    recipe = bundle.recipe
+    bars = source if hasattr(source, "bounds") else recipe.load(source)
+    if bundle.input_kind == "multires":
+        return _multires_predictions(bundle, bars, batch_size)
+    return _feature_predictions(bundle, bars, batch_size)
+
+
+def _feature_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -> pd.DataFrame:
+    recipe = bundle.recipe
+    names = recipe.feature_names
+    position = {name: j for j, name in enumerate(names)}
+    missing = [f for f in bundle.features if f not in position]
+    if missing:
+        raise BundleError(f"{bundle.path}: the model reads features the recipe does not build ({missing[:5]}); "
+                          "the bundle is damaged")
+    columns = np.array([position[f] for f in bundle.features], dtype=np.int64)
+    need = bundle.required_history
+    real_rows, ready_rows, blocks = [], [], []
+    offset = 0
+    for i in range(len(bars.symbols)):
+        rows = bars.block(i)
+        n = rows.stop - rows.start
+        real = ~bars.filled[rows]
+        if n >= 2:
+            values = recipe.features(bars, i)[columns].T  # (n, k) float32, unscaled: prepare's numbers
+            ready = real & (np.arange(n) >= need) & np.isfinite(values).all(axis=1)
+            blocks.append(values[ready])
+        else:  # one bar has no indicator
+            ready = np.zeros(n, dtype=bool)
+        local = np.flatnonzero(real)
+        real_rows.append(local + rows.start)
+        ready_rows.append(np.flatnonzero(ready[local]) + offset)
+        offset += len(local)
+    real_rows = np.concatenate(real_rows) if real_rows else np.zeros(0, np.int64)
+    ready_at = np.concatenate(ready_rows) if ready_rows else np.zeros(0, np.int64)
+    times = bars.times[real_rows]
+    names_out = _symbol_column(bars, real_rows)
+    probs = np.full((len(real_rows), 3), np.nan, dtype=np.float32)
+    has_history = np.zeros(len(real_rows), dtype=bool)
+    if len(ready_at):
+        table = pd.DataFrame(np.concatenate(blocks), columns=bundle.features)
+        table.insert(0, SYMBOL, names_out.to_numpy()[ready_at])
+        table.insert(0, DATETIME, pd.to_datetime(times[ready_at], unit="ns", utc=True))
+        predicted = bundle.predictor(batch_size=batch_size)(table)
+        probs[ready_at] = predicted[[f"p_{c}" for c in bundle.class_names]].to_numpy(dtype=np.float32)
+        has_history[ready_at] = predicted["has_history"].to_numpy()
+    return output_frame(times, names_out, probs, has_history, bundle.class_names, bundle.class_labels)
+
+
+def _multires_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -> pd.DataFrame:
+    from mlfactory.data.multires import MultiResolutionBars
+
+    spec = bundle.spec["input"]["multires"]
+    windows = MultiResolutionBars.from_bars(bars, spec["timeframes"], spec["lookback"])
+    real_rows = np.flatnonzero(~bars.filled)
+    ready = windows.has_history(real_rows)
+    probs = np.full((len(real_rows), 3), np.nan, dtype=np.float32)
+    targets = np.flatnonzero(ready)
+    for start in range(0, len(targets), batch_size):
+        chunk = targets[start : start + batch_size]
+        probs[chunk] = bundle.predict_proba(windows.gather(real_rows[chunk]))
+    return output_frame(bars.times[real_rows], _symbol_column(bars, real_rows), probs, ready, bundle.class_names,
+                        bundle.class_labels)
+
+
+def _symbol_column(bars: "Bars", rows: np.ndarray) -> pd.Series:
+    codes = np.searchsorted(bars.bounds, rows, side="right") - 1
+    return pd.Series(np.asarray(bars.symbols, dtype=object)[codes], dtype=object).astype(str)
+
+
+# --- files -------------------------------------------------------------------------------------------
+def looks_like_bars(path: str | os.PathLike[str], features: list[str]) -> bool:
+    """True when the file has open/high/low/close/volume (any case) and none of the feature columns: raw bars.
+
+    A table with some feature columns is a feature table (a missing feature is then an error that names it)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        elif name.endswith((".csv", ".csv.gz", ".txt")):
+            from mlfactory.prepare.bars import _sniff_separator
+
+            columns = list(pd.read_csv(path, sep=_sniff_separator(path), nrows=0).columns)
+        else:
+            return False
+    except Exception:  # unreadable: the feature path reports it in its own words
+        return False
+    normal = {str(c).strip().strip("<>").strip().lower() for c in columns}
+    return all(c in normal for c in RAW_BAR_COLUMNS) and not any(f in columns for f in features)
+
+
+def predict_bars_file(bundle: "ModelBundle", input: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                      batch_size: int = 2048, overwrite: bool = False) -> int:
+    """Predict every real bar of the raw-bar file ``input`` into the parquet file ``output``; return the row count.
+
+    The bars are read whole (their memory is a few numbers per bar); the output is written to a temporary and
+    renamed when complete, so a failed run leaves no output that looks valid.
+
+    Raises:
+        DataError: the output exists (without ``overwrite``) or is not parquet; the bars are wrong.
+        BundleError: the bundle has no recipe.
+    """
+    import pyarrow.parquet as pq
+
+    from mlfactory.inference.stream import output_schema, to_table
+
+    output = Path(output)
+    if not output.name.endswith((".parquet", ".pq")):
+        raise DataError(f"output {output} must be a parquet file (.parquet or .pq)")
+    if output.exists() and not overwrite:
+        raise DataError(f"output {output} exists; pass --overwrite to replace it, or choose another path")
+    frame = predict_bars(bundle, input, batch_size=batch_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output)
+    with replacing(output) as tmp:
+        pq.write_table(to_table(frame, output_schema(bundle.class_names, bundle.class_labels)), tmp)
+    return len(frame)
+
+
+def recipe_spec(container: Any, view: Any) -> dict[str, Any]:
+    """``input.recipe`` and ``input.warmup`` for bundle.json: prepare's recipe and each feature's measured warm-up.
+
+    Empty when the training data was not made by ``prepare`` (no recipe in scaling_metadata.json, or no
+    bars.parquet to measure the warm-up on): such a bundle predicts from feature tables only.
+    """
+    import warnings
+
+    from mlfactory.data.contract import BARS_FILE
+    from mlfactory.prepare.bars import load_bars
+    from mlfactory.prepare.recipe import Recipe, measure_warmup
+
+    recipe = Recipe.from_metadata(container.metadata)
+    bars_file = Path(container.data_dir) / BARS_FILE if container.data_dir is not None else None
+    if recipe is None or bars_file is None or not bars_file.is_file():
+        warnings.warn(f"{container.data_dir} has no prepare recipe (scaling_metadata.json timeframes) or no {BARS_FILE}; "
+                      "the bundle predicts from feature tables only, not from raw bars")
+        return {}
+    if view.kind == "multires":
+        return {"recipe": recipe.to_json()}
+    bars = load_bars(bars_file, fill_gaps=0)  # prepare's bars as it kept them (gaps already filled)
+    return {"recipe": recipe.to_json(), "warmup": measure_warmup(bars, recipe)}
