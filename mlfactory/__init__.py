@@ -6,6 +6,8 @@ Light to import: the registry is available at once; training pieces load on firs
 >>> from mlfactory import create_model, FactoryDataModule
 >>> trainer = L.Trainer(max_epochs=1)
 >>> trainer.fit(create_model("xgboost"), FactoryDataModule(horizon=20))  # trains a while, writes lightning_logs/  # doctest: +SKIP
+>>> list_runs("lightning_logs")  # the leaderboard, as ``mlfactory compare`` prints it  # doctest: +SKIP
+>>> load_run(trainer.log_dir).predictions("test")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from mlfactory.version import __version__
 __all__ = [
     "FactoryDataModule",
     "MLFactoryError",
+    "Run",
     "RunRecord",
     "TimeSeriesDataContainer",
     "__version__",
     "create_model",
     "list_models",
+    "list_runs",
+    "load_run",
     "register",
 ]
 
@@ -41,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from mlfactory.callbacks.run_record import RunRecord
 
         return RunRecord
+    if name in ("load_run", "list_runs", "Run"):  # pandas on first use, not on `import mlfactory`
+        from mlfactory import runs
+
+        return getattr(runs, name)
     raise AttributeError(f"module 'mlfactory' has no attribute {name!r}")

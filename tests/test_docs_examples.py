@@ -21,6 +21,19 @@ def test_trainer_api_example_writes_a_complete_run_per_model(tmp_path, monkeypat
         assert json.loads((runs[0] / "status.json").read_text())["status"] == "complete"
         assert (runs[0] / "predictions" / "test_predictions.npz").is_file()
 
+    # the notebook examples that read these runs back (README.md, docs/cli.md) run as written
+    monkeypatch.chdir(tmp_path)
+    for page in ("README.md", "cli.md"):
+        (block,) = executed_blocks(page)
+        namespace: dict = {}
+        exec(compile(block, page, "exec"), namespace)
+        run, test = namespace["run"], namespace["test"]
+        assert run.kind == "fit" and run.state == "complete" and run.model in ("xgboost", "lstm")
+        assert list(test.columns[:6]) == ["datetime", "symbol", "label", "p_down", "p_neutral", "p_up"]
+        assert len(test) == run.metrics["test"]["n_samples"]
+    assert len(namespace["board"]) == 2 and not namespace["curve"].empty
+    assert type(namespace["bundle"]).__name__ == "ModelBundle"
+
 
 # --- examples inside the docs' Markdown -------------------------------------------------------
 DOCS = EXAMPLES.parent

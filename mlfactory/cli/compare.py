@@ -9,23 +9,18 @@ from typing import Callable
 
 from mlfactory.errors import ConfigError, RunError
 
-DEFAULT_COLUMNS = [
-    "model", "horizon", "data", "val_balanced_accuracy", "test_balanced_accuracy", "test_f1_macro",
-    "test_log_loss", "test_ece", "test_sharpe", "test_ic_mean", "train_seconds", "run_dir",
-]
-
-
 def compare_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mlfactory compare",
-        description="Leaderboard of runs: model, horizon, data, val and test metrics, train time, run directory.",
+        description="Leaderboard of runs: model, stage, differing hyper-parameters, val and test metrics with "
+                    "95%% block-bootstrap intervals, train time, run directory (docs/metrics.md).",
     )
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("lightning_logs")],
                         help="run directories or folders of runs (default: lightning_logs)")
     parser.add_argument("--sort", default="test_balanced_accuracy",
                         help="column to sort by, best first (losses, ECE and drawdown sort ascending)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="folder for leaderboard.csv and leaderboard.png (default: the first path)")
+    parser.add_argument("--output", type=Path, default=Path("."),
+                        help="folder for leaderboard.csv and leaderboard.png (default: the current directory)")
     parser.add_argument("--all", action="store_true",
                         help="include failed, running, dead (process gone) and broken (unreadable record) runs")
     parser.add_argument("--top", type=int, default=None, help="print only the best N runs")
@@ -33,17 +28,16 @@ def compare_command(argv: list[str]) -> int:
 
     if args.top is not None and args.top < 1:
         raise ConfigError(f"--top {args.top}: pass a positive number of runs to print, or leave it out for all")
+    if args.output.exists() and not args.output.is_dir():
+        raise ConfigError(f"--output {args.output} is a file; pass a folder for leaderboard.csv and leaderboard.png")
 
     import pandas as pd
 
-    from mlfactory.evaluation.compare import leaderboard, leaderboard_figure
+    from mlfactory.evaluation.compare import compare_runs, leaderboard_figure
     from mlfactory.evaluation.plots import _pyplot
 
-    table = leaderboard(args.paths, sort=args.sort, include_incomplete=args.all)
-    output = args.output or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output} is a file; pass a folder for leaderboard.csv and leaderboard.png")
-    csv_path, png_path = output / "leaderboard.csv", output / "leaderboard.png"
+    table, shown = compare_runs(args.paths, sort=args.sort, include_incomplete=args.all, top=args.top)
+    csv_path, png_path = args.output / "leaderboard.csv", args.output / "leaderboard.png"
     _write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
     figure = leaderboard_figure(table, args.sort)
     try:
@@ -51,19 +45,14 @@ def compare_command(argv: list[str]) -> int:
     finally:
         _pyplot().close(figure)
 
-    columns = list(dict.fromkeys([c for c in DEFAULT_COLUMNS if c in table] + [args.sort]))
-    if "n_splits" in table:  # cross-validations: their test scores are means over splits, beside their spread
-        at = columns.index("test_balanced_accuracy") + 1 if "test_balanced_accuracy" in columns else len(columns)
-        columns[at:at] = ["test_balanced_accuracy_std", "n_splits"]
-        columns.insert(1, "stage")
-    if args.all:
-        columns[1:1] = ["status", "problem"]
-    shown = table[columns].head(args.top) if args.top else table[columns]
     if args.all:
         shown = shown.assign(problem=shown["problem"].map(_short))
-    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
+    with pd.option_context("display.max_columns", None, "display.width", 250, "display.float_format", "{:.4f}".format):
         print(shown.to_string(index=False))
-    print(f"\n{len(table)} runs; wrote {csv_path} and {png_path}")
+    count = f"{len(shown)} of {len(table)} runs" if len(shown) < len(table) else f"{len(table)} runs"
+    print(f"\n{count}; wrote {csv_path} and {png_path}")
+    if "noise" in shown and shown["noise"].eq("within noise").any():
+        print(f"'within noise': the run's 95% interval of {args.sort} overlaps the leader's (docs/metrics.md)")
     return 0
 
 

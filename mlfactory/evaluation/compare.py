@@ -1,4 +1,12 @@
-"""The leaderboard of runs: one row per run directory, read from its JSON record (no torch import)."""
+"""The leaderboard of runs: one row per run directory, read from its record (no torch import).
+
+Rows are fits and cross-validations. A ``test``/``validate``/``predict`` run joins the row of the fit
+whose checkpoint it evaluated (column ``evaluations``); one whose fit is not among the runs is a row
+of its own, labelled by its ``stage`` and ``evaluates``. Every fit's val and test scores that can be
+recomputed from its saved predictions get a 95 % confidence interval from a block bootstrap over days
+(:func:`bootstrap_ci`, docs/metrics.md), and ``noise`` says which runs are within the noise of the
+leader. :func:`compare_runs` is what ``mlfactory compare`` prints and ``mlfactory.list_runs`` returns.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,8 @@ import json
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mlfactory.atomic import process_alive
 from mlfactory.errors import RunError
@@ -70,9 +80,28 @@ REQUIRED_FILES = {
     "cv": (CV_SUMMARY,),
 }
 SCORED_SPLITS = {"fit": ("val", "test"), "validate": ("val",), "test": ("test",), "predict": (), "cv": ()}
-CV_METRICS = ("balanced_accuracy", "log_loss", "direction_auc")
-"""What a cross-validation's summary gives per split: its ``test_*`` columns hold the mean across splits."""
+CV_METRICS = {"balanced_accuracy": "balanced_accuracy", "log_loss": "log_loss", "direction_auc": "direction_auc",
+              "sharpe_annualised": "sharpe", "ic_mean": "ic_mean"}
+"""What a cross-validation's summary gives per split -> its column: ``test_<column>`` holds the mean across
+splits, ``test_<column>_std`` their spread (Sharpe and IC only when the data has forward returns)."""
 KNOWN_STATUSES = ("running", "failed", "complete")
+EVALUATION_STAGES = ("validate", "test", "predict")
+"""Stages that evaluate a fitted checkpoint: shown with the fit they evaluate, not as results of their own."""
+CONFIG_YAML = "config.yaml"
+PREDICTIONS = "predictions/{split}_predictions.npz"
+
+BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
+"""Scores a confidence interval is computed for: unweighted, so each is a function of the confusion matrix."""
+BOOTSTRAP_SAMPLES = 1000
+MIN_BLOCKS = 20
+"""Days are the blocks when the split spans at least this many; shorter splits are cut into this many equal spans."""
+CHANCE = {"balanced_accuracy": 1 / 3, "log_loss": float(np.log(3)), "direction_auc": 0.5, "sharpe": 0.0,
+          "ic_mean": 0.0}
+"""What a model without skill scores (uniform probabilities for the log loss); the plot draws it."""
+INTEGER_COLUMNS = ("horizon", "n_splits")
+NOT_HYPER_PARAMETERS = {"n_features", "data_dir", "horizon", "eval_batch_size", "num_workers", "predict_split",
+                        "threads", "input_kind"}
+"""Settings that are not choices about the model (or have a column of their own): never hyper-parameter columns."""
 
 
 def run_state(status: dict[str, Any]) -> tuple[str, str | None]:
@@ -135,6 +164,9 @@ def run_row(run: Path) -> dict[str, Any]:
         "stage": stage,
         "horizon": data.get("horizon"),
         "data": _data_label(data),
+        "evaluates": _evaluated_run(run) if stage in EVALUATION_STAGES else None,
+        "evaluations": None,
+        "_params": _hyper_parameters(model, data),
     }
     for split in ("val", "test"):
         report = evaluation.get(split) if state != "broken" else None
@@ -154,22 +186,27 @@ def run_row(run: Path) -> dict[str, Any]:
 def _cv_columns(row: dict[str, Any], summary: dict[str, Any], status: dict[str, Any]) -> None:
     """A cross-validation's row: ``test_*`` = the mean over its splits, ``*_std`` their spread, the scheme."""
     across = summary.get("across_splits") if isinstance(summary.get("across_splits"), dict) else {}
-    for metric in CV_METRICS:
+    for metric, column in CV_METRICS.items():
         spread = across.get(metric) if isinstance(across.get(metric), dict) else {}
-        row[f"test_{metric}"] = spread.get("mean")
-        row[f"test_{metric}_std"] = spread.get("std")
+        row[f"test_{column}"] = spread.get("mean")
+        row[f"test_{column}_std"] = spread.get("std")
     row["stage"] = f"cv {status.get('scheme', '')}".strip()
     row["n_splits"] = summary.get("n_splits")
 
 
 def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include_incomplete: bool = False) -> "pd.DataFrame":
-    """All complete runs under ``paths`` as a table sorted by ``sort`` (best first).
+    """All complete runs under ``paths`` as a table sorted by ``sort`` (best first): every column.
 
-    With ``include_incomplete``, failed, running, dead and broken runs follow the complete ones.
+    Evaluation runs (``test``/``validate``/``predict``) are listed in the ``evaluations`` column of the
+    fit they evaluated when that fit is among the runs, else as rows of their own. With
+    ``include_incomplete``, failed, running, dead and broken runs follow the complete ones. Fits get
+    ``<split>_<metric>_lo``/``_hi`` confidence intervals (:data:`BOOTSTRAP_METRICS`), every run the
+    hyper-parameters that differ between runs of its model, and ``noise`` compares each run's
+    interval of ``sort`` with the leader's.
     """
     import pandas as pd
 
-    rows = [run_row(run) for run in find_runs(paths)]
+    rows = _attach_evaluations([run_row(run) for run in find_runs(paths)])
     table = pd.DataFrame(rows)
     if table.empty:
         raise RunError(f"no runs found under {', '.join(map(str, paths))} (a run directory holds status.json)")
@@ -178,27 +215,305 @@ def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include
         if table.empty:
             raise RunError("no complete runs to compare; pass --all to list failed, running, dead and broken ones too")
     if sort not in table.columns:
-        metrics = [c for c in table.columns if c.startswith(("val_", "test_"))] + ["train_seconds"]
-        raise RunError(f"cannot sort by {sort!r}; choose one of {', '.join(metrics)}")
+        metrics = [c for c in table.columns if c.startswith(("val_", "test_")) and not c.endswith(("_lo", "_hi"))]
+        raise RunError(f"cannot sort by {sort!r}; choose one of {', '.join(metrics + ['train_seconds'])}")
+    table = _with_intervals(table)
     ascending = sort.endswith(LOWER_IS_BETTER)
     table = table.assign(_unfinished=table["status"] != "complete")
-    table = table.sort_values(["_unfinished", sort], ascending=[True, ascending], na_position="last")
-    return table.drop(columns="_unfinished").reset_index(drop=True)
+    table = table.sort_values(["_unfinished", sort], ascending=[True, ascending], na_position="last", kind="stable")
+    table = table.drop(columns="_unfinished").reset_index(drop=True)
+    table["noise"] = _noise(table, sort)
+    return _integers(_with_hyper_parameters(table))
+
+
+DEFAULT_COLUMNS = [
+    "model", "stage", "horizon", "data", "val_balanced_accuracy", "test_balanced_accuracy", "test_f1_macro",
+    "test_log_loss", "test_ece", "test_sharpe", "test_ic_mean", "train_seconds",
+]
+
+
+def compare_runs(paths: list[Path], sort: str = "test_balanced_accuracy", include_incomplete: bool = False,
+                 top: int | None = None) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """``(every run with every column, the table shown)``: what ``mlfactory compare`` prints and writes.
+
+    The shown table has the identity and stage of each run, the hyper-parameters that differ, the
+    main scores with the confidence interval of ``sort`` beside it (``<sort>_lo``, ``<sort>_hi``,
+    ``noise``), a cross-validation's spread (``*_std``, ``n_splits``), evaluations and the run
+    directory; ``top`` keeps the best N rows.
+    """
+    if top is not None and top < 1:
+        raise RunError(f"top={top}: pass a positive number of runs to show, or None for all")
+    table = leaderboard(paths, sort=sort, include_incomplete=include_incomplete)
+    params = [c for c in table.columns if c.startswith("hp.")]
+    columns = [c for c in DEFAULT_COLUMNS if c in table]
+    columns[columns.index("data") + 1:columns.index("data") + 1] = params
+    if sort not in columns:
+        columns.append(sort)
+    if "n_splits" in table and table["n_splits"].notna().any():  # cross-validations: mean over splits, and spread
+        spread = f"{sort}_std" if f"{sort}_std" in table else "test_balanced_accuracy_std"
+        at = columns.index(spread.removesuffix("_std")) + 1 if spread.removesuffix("_std") in columns else len(columns)
+        columns[at:at] = [spread, "n_splits"]
+    at = columns.index(sort) + 1
+    interval = [c for c in (f"{sort}_lo", f"{sort}_hi") if c in table and table[c].notna().any()]
+    columns[at:at] = interval + (["noise"] if interval else [])
+    for extra in ("evaluates", "evaluations"):
+        if table[extra].notna().any():
+            columns.append(extra)
+    if include_incomplete:
+        columns[1:1] = ["status", "problem"]
+    columns.append("run_dir")
+    shown = table[list(dict.fromkeys(columns))]
+    return table, (shown.head(top) if top else shown).reset_index(drop=True)
 
 
 def leaderboard_figure(table: "pd.DataFrame", metric: str) -> Any:
-    """A horizontal bar per complete run for ``metric``, best on top (unfinished runs are no results)."""
+    """One point per complete run for ``metric``, best on top, with its interval and the chance line.
+
+    The whiskers are a fit's 95 % block-bootstrap interval, or a cross-validation's mean ± std over
+    its splits (a square). The leader is dark, runs within its noise are pale, runs clearly behind it
+    mid-blue, so a ranking inside the noise does not read as one. Unfinished runs are left out.
+    """
     from mlfactory.evaluation.plots import _pyplot
 
     plt = _pyplot()
-    shown = table[table["status"] == "complete"].dropna(subset=[metric]).head(30).iloc[::-1]
-    labels = shown["model"] + " " + shown["run_id"].str[-6:]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.3))
-    ax.barh(labels, shown[metric])
-    ax.set_xlabel(metric)
-    ax.set_title("mlfactory leaderboard")
+    shown = table[table["status"] == "complete"].dropna(subset=[metric]).head(30).iloc[::-1].reset_index(drop=True)
+    run_ids = shown["run_id"].astype(str)
+    labels = shown["model"].astype(str) + " " + run_ids.where(run_ids.str.len() <= 10, "…" + run_ids.str[-6:])
+    labels = labels + " (" + shown["stage"].fillna("?").astype(str) + ")"
+    values = shown[metric].to_numpy(dtype=float)
+    low, high = np.full(len(shown), np.nan), np.full(len(shown), np.nan)
+    if f"{metric}_lo" in shown:
+        low, high = np.array(shown[f"{metric}_lo"], dtype=float), np.array(shown[f"{metric}_hi"], dtype=float)
+    is_cv = np.zeros(len(shown), dtype=bool)
+    if f"{metric}_std" in shown:  # cross-validations: the spread over splits
+        std = np.array(shown[f"{metric}_std"], dtype=float)
+        is_cv = np.isnan(low) & ~np.isnan(std)
+        low[is_cv], high[is_cv] = values[is_cv] - std[is_cv], values[is_cv] + std[is_cv]
+    noise = shown["noise"].fillna("").to_numpy() if "noise" in shown else np.array([""] * len(shown))
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(shown) + 2.0))
+    y = np.arange(len(shown))
+    styles = {"leader": ("#1f4e79", "leader"), "within noise": ("#9dc3e6", "within the leader's noise"),
+              "": ("#2e75b6", "clearly behind the leader")}
+    for mark, (colour, name) in styles.items():
+        for cv, shape in ((False, "o"), (True, "s")):
+            chosen = (noise == mark) & (is_cv == cv) if mark else ~np.isin(noise, ["leader", "within noise"]) & (is_cv == cv)
+            if not chosen.any():
+                continue
+            errors = np.nan_to_num(np.vstack([values[chosen] - low[chosen], high[chosen] - values[chosen]]))
+            ax.errorbar(values[chosen], y[chosen], xerr=errors, fmt=shape, color=colour, ecolor=colour, capsize=3,
+                        ms=7, label=("cv, mean ± std over splits" if cv else name))
+    chance = CHANCE.get(metric.split("_", 1)[1] if metric.startswith(("val_", "test_")) else metric)
+    if chance is not None:
+        ax.axvline(chance, color="#c00000", ls="--", lw=1, label=f"chance ({chance:.3g})")
+    ax.set_yticks(y, labels)
+    ax.set_ylim(-0.7, len(shown) - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(f"{metric}  (whiskers: 95% block-bootstrap interval)")
+    ax.set_title(f"mlfactory leaderboard: {metric}, best on top")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.4 / max(len(shown), 1)), ncol=2, fontsize=8,
+              frameon=False)
     fig.tight_layout()
     return fig
+
+
+# --- confidence intervals ----------------------------------------------------------------------
+def time_blocks(timestamps: np.ndarray, min_blocks: int = MIN_BLOCKS) -> tuple[np.ndarray, str]:
+    """Each sample's block for the bootstrap, and the block length in words.
+
+    Blocks are calendar days (UTC) when the samples span at least ``min_blocks`` days; a shorter span
+    is cut into ``min_blocks`` equal periods, so a one-day test split still has blocks to resample.
+    """
+    ns = np.asarray(timestamps).astype("datetime64[ns]").astype(np.int64)
+    day = 86_400 * 10**9
+    start, span = ns.min(), ns.max() - ns.min()
+    if span >= min_blocks * day:
+        days = (ns // day) - (start // day)
+        return np.unique(days, return_inverse=True)[1], "1 day"
+    length = max(span / min_blocks, 1.0)
+    blocks = np.minimum(((ns - start) / length).astype(np.int64), min_blocks - 1)
+    return np.unique(blocks, return_inverse=True)[1], f"{length / 60e9:.0f} min"
+
+
+def confusion_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro F1 of stacked (..., 3, 3) confusion matrices (row = true class).
+
+    The same definitions as :func:`mlfactory.evaluation.classification.classification_report`.
+    """
+    support, predicted = confusion.sum(axis=-1), confusion.sum(axis=-2)
+    hits = np.diagonal(confusion, axis1=-2, axis2=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / np.maximum(support, 1e-300), 0.0)
+        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1e-300), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    present = support > 0
+    n_present = np.maximum(present.sum(axis=-1), 1)
+    return {
+        "accuracy": hits.sum(axis=-1) / np.maximum(support.sum(axis=-1), 1),
+        "balanced_accuracy": (recall * present).sum(axis=-1) / n_present,
+        "f1_macro": (f1 * present).sum(axis=-1) / n_present,
+    }
+
+
+def bootstrap_ci(labels: np.ndarray, predicted: np.ndarray, timestamps: np.ndarray, level: float = 0.95,
+                 samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Percentile confidence intervals of :data:`BOOTSTRAP_METRICS` from a block bootstrap over time.
+
+    The samples are grouped into blocks (:func:`time_blocks`), and ``samples`` times as many blocks as
+    there are are drawn with replacement; each draw's score is computed from the summed confusion
+    matrices of its blocks. Resampling whole days keeps the dependence inside a day (overlapping
+    label windows, a shared market regime) that resampling single rows would ignore.
+
+    Returns ``{metric: (low, high)}`` plus ``blocks`` (their number) and ``block`` (their length).
+    """
+    labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    block, length = time_blocks(timestamps)
+    n_blocks = int(block.max()) + 1
+    per_block = np.zeros((n_blocks, 9))
+    np.add.at(per_block, (block, 3 * labels + predicted), 1.0)
+    draws = np.random.default_rng(seed).multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=samples)
+    scores = confusion_scores((draws @ per_block).reshape(samples, 3, 3))
+    tail = 100 * (1 - level) / 2
+    result: dict[str, Any] = {m: tuple(float(q) for q in np.percentile(scores[m], [tail, 100 - tail]))
+                              for m in BOOTSTRAP_METRICS}
+    return {**result, "blocks": n_blocks, "block": length}
+
+
+def _with_intervals(table: "pd.DataFrame") -> "pd.DataFrame":
+    """``<split>_<metric>_lo``/``_hi`` for every complete run that saved that split's predictions."""
+    columns: dict[str, list[Any]] = {f"{split}_{m}_{end}": [] for split in ("val", "test")
+                                     for m in BOOTSTRAP_METRICS for end in ("lo", "hi")}
+    columns["ci_block"] = []
+    for run_dir, state in zip(table["run_dir"], table["status"]):
+        block = None
+        for split in ("val", "test"):
+            interval = _interval(Path(run_dir), split) if state == "complete" else None
+            for m in BOOTSTRAP_METRICS:
+                low, high = interval[m] if interval else (None, None)
+                columns[f"{split}_{m}_lo"].append(low)
+                columns[f"{split}_{m}_hi"].append(high)
+            block = f"{interval['blocks']} x {interval['block']}" if interval else block  # test's, when it has one
+        columns["ci_block"].append(block)
+    return table.assign(**columns)
+
+
+def _interval(run: Path, split: str) -> dict[str, Any] | None:
+    """The bootstrap intervals of one split's saved predictions; None without a readable file."""
+    path = run / PREDICTIONS.format(split=split)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            labels, predicted, timestamps = saved["label"], saved["predicted_class"], saved["datetime"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(labels) == 0:
+        return None
+    return bootstrap_ci(labels, predicted, timestamps)
+
+
+def _noise(table: "pd.DataFrame", sort: str) -> list[str | None]:
+    """``leader`` for the best run with an interval of ``sort``; ``within noise`` where a run's interval
+    overlaps the leader's; empty where it does not; None without an interval."""
+    low, high = f"{sort}_lo", f"{sort}_hi"
+    if low not in table:
+        return [None] * len(table)
+    has = (table["status"] == "complete") & table[low].notna()
+    if not has.any():
+        return [None] * len(table)
+    leader = has.idxmax()
+    lead_low, lead_high = table.loc[leader, low], table.loc[leader, high]
+    marks: list[str | None] = []
+    for index, row in table.iterrows():
+        if index == leader:
+            marks.append("leader")
+        elif not has[index]:
+            marks.append(None)
+        else:
+            marks.append("within noise" if row[low] <= lead_high and row[high] >= lead_low else "")
+    return marks
+
+
+# --- rows: evaluations, hyper-parameters, integers ---------------------------------------------
+def _evaluated_run(run: Path) -> str | None:
+    """The run directory a test/validate/predict run evaluated: the parent run it sits in, or the run of
+    the ``ckpt_path`` in its ``config.yaml``; else the checkpoint path; None when nothing says."""
+    for parent in run.parents:
+        if (parent / STATUS).is_file():
+            return str(parent)
+    ckpt = _ckpt_path(run)
+    if ckpt is None:
+        return None
+    path = Path(ckpt)
+    if path.parent.name == "checkpoints" and (path.parent.parent / STATUS).is_file():
+        return str(path.parent.parent)
+    return ckpt
+
+
+def _ckpt_path(run: Path) -> str | None:
+    """``ckpt_path`` of the run's saved ``config.yaml`` (LightningCLI writes it), or None."""
+    path = run / CONFIG_YAML
+    if not path.is_file():
+        return None
+    try:
+        import yaml
+
+        config = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, ImportError, Exception):  # yaml's errors derive from Exception only
+        return None
+    ckpt = config.get("ckpt_path") if isinstance(config, dict) else None
+    return str(ckpt) if ckpt else None
+
+
+def _attach_evaluations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluation rows whose fit is listed join its ``evaluations`` column; the others stay, labelled."""
+    by_dir = {str(Path(r["run_dir"]).resolve()): r for r in rows if r["stage"] not in EVALUATION_STAGES}
+    kept = []
+    for row in rows:
+        target = by_dir.get(str(Path(row["evaluates"]).resolve())) if row["evaluates"] else None
+        if row["stage"] in EVALUATION_STAGES and target is not None:
+            name = row["run_id"] if str(row["run_id"]).startswith(row["stage"]) else f"{row['stage']} {row['run_id']}"
+            entry = name if row["status"] == "complete" else f"{name} ({row['status']})"
+            target["evaluations"] = f"{target['evaluations']}; {entry}" if target["evaluations"] else entry
+        else:
+            kept.append(row)
+    return kept
+
+
+def _hyper_parameters(model: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The model's init arguments and the data settings of a run, as flat ``hp.<name>`` values."""
+    params: dict[str, Any] = {}
+    init = model.get("init_args") if isinstance(model.get("init_args"), dict) else {}
+    for source, prefix in ((init, "hp."), (data, "hp.data.")):
+        for key, value in source.items():
+            if key in NOT_HYPER_PARAMETERS or key.startswith("_"):
+                continue
+            params[prefix + key] = value if isinstance(value, (int, float, str, bool, type(None))) else json.dumps(
+                value, sort_keys=True, default=str)
+    return params
+
+
+def _with_hyper_parameters(table: "pd.DataFrame") -> "pd.DataFrame":
+    """Columns for the hyper-parameters that differ between the runs of one model (or between any runs,
+    for data settings); the rest say nothing about why two runs differ and are left out."""
+    import pandas as pd
+
+    # object columns keep each value's own type: 64 prints as 64 beside a run without the argument
+    params = pd.DataFrame(list(table["_params"]), index=table.index, dtype=object)
+    keep = []
+    for column in params.columns:
+        values = params[column].map(lambda v: json.dumps(v, default=str))
+        groups = [values] if column.startswith("hp.data.") else [g for _, g in values.groupby(table["model"])]
+        if any(g.nunique(dropna=False) > 1 for g in groups):
+            keep.append(column)
+    return pd.concat([table.drop(columns="_params"), params[sorted(keep)]], axis=1)
+
+
+def _integers(table: "pd.DataFrame") -> "pd.DataFrame":
+    """Counts print as integers in every table, whatever else is missing (pandas would make them 5.0)."""
+    for column in INTEGER_COLUMNS:
+        if column in table and table[column].dropna().map(lambda v: float(v).is_integer()).all():
+            table[column] = table[column].astype("Int64")
+    return table
 
 
 def _read_record(run: Path, relative: str) -> tuple[dict | None, str | None]:

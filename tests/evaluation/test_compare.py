@@ -62,13 +62,17 @@ def test_no_runs_is_a_clear_error(tmp_path):
         leaderboard([tmp_path])
 
 
-def test_command_prints_and_writes_csv_and_plot(runs, capsys):
+def test_command_prints_and_writes_csv_and_plot_into_the_current_directory(runs, tmp_path, monkeypatch, capsys):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     assert main(["compare", str(runs), "--sort", "test_balanced_accuracy"]) == 0
     out = capsys.readouterr().out
-    assert out.index("lstm") < out.index("xgboost") and "2 runs" in out
-    written = pd.read_csv(runs / "leaderboard.csv")
+    assert out.index("lstm") < out.index("xgboost") and "\n2 runs; wrote leaderboard.csv" in out
+    written = pd.read_csv(here / "leaderboard.csv")
     assert written["run_id"].tolist() == ["b", "a"]
-    assert (runs / "leaderboard.png").stat().st_size > 1000
+    assert (here / "leaderboard.png").stat().st_size > 1000
+    assert not (runs / "leaderboard.csv").exists()  # never inside the runs' folder unless asked (--output)
 
 
 def test_command_error_for_missing_folder(tmp_path, capsys):
@@ -155,7 +159,7 @@ def test_a_running_run_whose_process_is_gone_is_dead(runs, pid, host, expected):
 def test_command_all_shows_status_and_problem(runs, capsys):
     path = runs / "xgboost" / "a" / "metrics" / "evaluation_metrics.json"
     path.write_text("{")
-    assert main(["compare", str(runs), "--all"]) == 0
+    assert main(["compare", str(runs), "--all", "--output", str(runs)]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "xgboost" in line)
     assert "broken" in line and "metrics/evaluation_metrics.json is unreadable" in line
@@ -165,7 +169,7 @@ def test_command_all_shows_status_and_problem(runs, capsys):
 
 @pytest.mark.parametrize("top", ["-1", "0"])
 def test_command_refuses_a_non_positive_top(runs, capsys, top):
-    assert main(["compare", str(runs), "--top", top]) == 1
+    assert main(["compare", str(runs), "--top", top, "--output", str(runs)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--top {top}: pass a positive number" in err
     assert not (runs / "leaderboard.csv").exists()
