@@ -217,7 +217,8 @@ def leaderboard(paths: list[Path], sort: str = "test_balanced_accuracy", include
     if sort not in table.columns:
         metrics = [c for c in table.columns if c.startswith(("val_", "test_")) and not c.endswith(("_lo", "_hi"))]
         raise RunError(f"cannot sort by {sort!r}; choose one of {', '.join(metrics + ['train_seconds'])}")
-    table = _with_intervals(table)
+    scores = [c for c in table.columns if c.startswith(("val_", "test_")) or c == "train_seconds"]
+    table = _with_intervals(table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in scores}))
     ascending = sort.endswith(LOWER_IS_BETTER)
     table = table.assign(_unfinished=table["status"] != "complete")
     table = table.sort_values(["_unfinished", sort], ascending=[True, ascending], na_position="last", kind="stable")
