@@ -24,8 +24,8 @@ TINY = {
     # channels=None: the papers' per-feature models, whose properties the tests below check
     "patchtst": {"patch_len": 4, "stride": 2, "d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16, "channels": None},
     "itransformer": {"d_model": 8, "n_heads": 2, "num_layers": 1, "d_ff": 16, "channels": None},
-    "tft": {"hidden_size": 8, "n_heads": 2},
-    "n_beats": {"num_stacks": 1, "num_blocks": 2, "num_layers": 2, "layer_width": 16},
+    "tft": {"hidden_size": 8, "n_heads": 2, "channels": None},
+    "n_beats": {"num_stacks": 1, "num_blocks": 2, "num_layers": 2, "layer_width": 16, "channels": None},
 }
 CLASSES = {
     "inceptiontime": InceptionTimeModel,
@@ -124,14 +124,28 @@ def test_windowed_model_needs_n_steps_without_a_data_module(make_trainer):
 # --- inceptiontime and resnet1d -----------------------------------------------------------------
 
 
-def test_inceptiontime_defaults_are_the_papers_network():
+def test_inceptiontime_defaults_are_the_papers_layout_at_cpu_sizes_and_its_network_is_reachable():
     model = InceptionTimeModel(n_features=3)
     net = model.net
-    assert kernel_sizes(model.hparams.kernel_size) == [40, 20, 10]
     assert len(net.inception) == 6 and len(net.shortcuts) == 2  # a shortcut after every third module
-    assert [conv[1].kernel_size[0] for conv in net.inception[1].convs] == [40, 20, 10]
-    assert net.inception[1].bottleneck.out_channels == 32 and net.head.in_features == 4 * 32
+    assert [conv[1].kernel_size[0] for conv in net.inception[1].convs] == [10, 5, 2]
+    assert net.inception[1].bottleneck.out_channels == 16 and net.head.in_features == 4 * 16
     assert len(InceptionTimeModel(use_residual=False, n_features=3).net.shortcuts) == 0
+    paper = InceptionTimeModel(n_filters=32, bottleneck_size=32, kernel_size=40, n_features=3)
+    assert kernel_sizes(paper.hparams.kernel_size) == [40, 20, 10]
+    assert [conv[1].kernel_size[0] for conv in paper.net.inception[1].convs] == [40, 20, 10]
+    assert paper.net.inception[1].bottleneck.out_channels == 32 and paper.net.head.in_features == 4 * 32
+
+
+def test_inceptiontime_convolutions_pad_like_keras_same():
+    """Each branch reads its own slice of one shared padding: what ``ConstantPad1d`` + ``Conv1d`` would give."""
+    module = InceptionTimeModel(n_filters=2, bottleneck_size=2, kernel_size=8, n_features=3).net.inception[1].eval()
+    h = torch.randn(2, 8, 11)
+    with torch.no_grad():
+        squeezed = module.bottleneck(h)
+        expected = [conv(squeezed) for conv in module.convs]  # each Sequential pads for its own kernel
+        expected.append(module.pool(h))
+        torch.testing.assert_close(module(h), module.out(torch.cat(expected, dim=1)))
 
 
 @pytest.mark.parametrize("seq_len", [7, 30])

@@ -97,6 +97,10 @@ class NeuralModule(FactoryModule):
 
     # arguments added after checkpoints were written, with the value that rebuilds those checkpoints
     former_values: dict[str, Any] = {}
+    # arguments whose default changed: a saved model was built with the value its files record, not
+    # today's default, so ``load_native`` takes those values from ``hparams.json`` (a checkpoint and a
+    # bundle already rebuild from every recorded argument)
+    changed_defaults: tuple[str, ...] = ()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # a checkpoint from before an argument existed was built with its former value, not today's default
@@ -168,12 +172,12 @@ class NeuralModule(FactoryModule):
         """The weights back from ``weights.pt`` (read as tensors only, never as a pickle); returns ``self``.
 
         Sizes the network from the ``hparams.json`` beside them when this model was built without
-        them (an ensemble member rebuilt from its spec); only those sizes, and the ``former_values``
-        of arguments that file predates, are read from it.
+        them (an ensemble member rebuilt from its spec); only those sizes, the ``former_values``
+        of arguments that file predates and the recorded values of ``changed_defaults`` are read from it.
         """
         directory = Path(directory)
         sizes = [name for name in ("n_features", "n_steps") if name in self.hparams and self.hparams[name] is None]
-        if sizes or self.former_values:
+        if sizes or self.former_values or self.changed_defaults:
             path = directory / "hparams.json"
             init_args = read_native(path, "mlfactory", lambda: json.loads(path.read_text())["init_args"])
             for name in sizes:
@@ -183,6 +187,13 @@ class NeuralModule(FactoryModule):
                 self.hparams[name] = value
             # files written before an argument existed were built with its former value (as checkpoints)
             former = {name: value for name, value in self.former_values.items() if name not in init_args}
+            # and with the values it records of arguments whose default has changed since
+            for name in self.changed_defaults:
+                if name in init_args and init_args[name] != self.hparams.get(name):
+                    value, current = init_args[name], self.hparams.get(name)
+                    self._require(value is None or current is None or type(value) is type(current),
+                                  f"{path}: {name}={value!r} is not a {type(current).__name__}")
+                    former[name] = value
             if former:
                 self.hparams.update(former)
                 self.net = None

@@ -31,10 +31,12 @@ class _Block(nn.Module):
 class _NBeatsClassifier(nn.Module):
     def __init__(
         self, n_features: int, n_steps: int, num_stacks: int, num_blocks: int, num_layers: int, layer_width: int,
-        share_weights: bool,
+        share_weights: bool, channels: int | None,
     ):
         super().__init__()
-        input_size = n_steps * n_features
+        # channels: a learned mix of the features into a few series (per time step); None = the features themselves
+        self.mix = nn.Identity() if channels is None else nn.Linear(n_features, channels)
+        input_size = n_steps * (n_features if channels is None else channels)
 
         def stack() -> list[nn.Module]:
             if share_weights:  # one block applied num_blocks times
@@ -46,7 +48,7 @@ class _NBeatsClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Doubly residual: each block reads what the blocks before it left unexplained; forecasts add up."""
-        residual = x.flatten(1)  # (batch, seq_len * n_features): the whole window, row after row
+        residual = self.mix(x).flatten(1)  # (batch, seq_len * channels): the whole window, row after row
         logits = residual.new_zeros(residual.shape[0], 3)  # shape, not len(): ONNX keeps the batch dynamic
         for block in self.blocks:
             backcast, forecast = block(residual)
@@ -77,9 +79,17 @@ class NBeatsModel(WindowedNeuralModule):
     The input size depends on the window, so ``n_steps`` is read from the data's ``seq_len`` (see
     :class:`WindowedNeuralModule`). The paper's ensembles of 180 models are not reproduced.
 
+    Channels: the flattened window of the factory's 190 features is 5,700 values, so every block's
+    first layer and backcast are ``5,700 x layer_width`` (about 19 million weights in all with the
+    defaults below). By default a learned ``Linear(n_features -> channels)`` first mixes the
+    features, at every time step, into ``channels`` = 16 series, and the blocks read and backcast
+    that mixed window (``seq_len * 16`` values). This is a departure from the paper;
+    ``channels=None`` (``--model.channels null``) flattens the features themselves, and is what
+    checkpoints from before this argument rebuild.
+
     Defaults are CPU-friendly: the paper's N-BEATS-G has 30 stacks of 1 block, 4 layers of 512
-    units (about 36 million weights on a 30 x 13 window); the defaults are 2 stacks of 3 blocks, 4
-    layers of 256 units (about 2.4 million).
+    units; the defaults are 2 stacks of 3 blocks, 4 layers of 256 units (about 2.7 million weights on
+    a 30-row window of 16 mixed series).
 
     Args:
         num_stacks: stacks of blocks.
@@ -87,6 +97,8 @@ class NBeatsModel(WindowedNeuralModule):
         num_layers: fully connected layers per block (paper: 4).
         layer_width: units per fully connected layer (paper: 512).
         share_weights: reuse one block's weights for every block of a stack (paper: off in the generic model).
+        channels: series the features are mixed into before flattening; ``None`` = the features themselves
+            (cost grows with the number of features).
         **kwargs: the arguments every neural model shares (``n_features``, ``learning_rate``,
             ``weight_decay``, ``optimizer``, ``lr_scheduler``); see :class:`NeuralModule`.
 
@@ -101,7 +113,9 @@ class NBeatsModel(WindowedNeuralModule):
         "num_blocks": (1, None),
         "num_layers": (1, None),
         "layer_width": (1, None),
+        "channels": (1, None),
     }
+    former_values = {"channels": None}  # checkpoints from before ``channels`` flatten the features
 
     def __init__(
         self,
@@ -111,6 +125,7 @@ class NBeatsModel(WindowedNeuralModule):
         num_layers: int = 4,
         layer_width: int = 256,
         share_weights: bool = False,
+        channels: int | None = 16,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,5 +133,6 @@ class NBeatsModel(WindowedNeuralModule):
     def build_network(self, n_features: int) -> nn.Module:
         hp = self.hparams
         return _NBeatsClassifier(
-            n_features, hp.n_steps, hp.num_stacks, hp.num_blocks, hp.num_layers, hp.layer_width, hp.share_weights
+            n_features, hp.n_steps, hp.num_stacks, hp.num_blocks, hp.num_layers, hp.layer_width, hp.share_weights,
+            hp.get("channels"),
         )
