@@ -13,7 +13,7 @@ def compare_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mlfactory compare",
         description="Leaderboard of runs: model, stage, differing hyper-parameters, val and test metrics with "
-                    "95%% block-bootstrap intervals, train time, run directory (docs/metrics.md).",
+                    "95% block-bootstrap intervals, train time, run directory (docs/metrics.md).",
     )
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("lightning_logs")],
                         help="run directories or folders of runs (default: lightning_logs)")

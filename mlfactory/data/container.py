@@ -137,7 +137,11 @@ class TimeSeriesDataContainer:
         return TabularDataset(self.split(split))
 
     def get_pytorch_sequences(self, split: str, seq_len: int) -> "SequenceDataset":
-        """A lazy dataset of ``seq_len``-row windows ending at each row with enough same-symbol history."""
+        """A lazy dataset of ``seq_len``-row windows ending at each row with enough same-symbol history.
+
+        A plain ``DataLoader(dataset, batch_size=256)`` batches it; ``collate_fn=collate_batch``
+        (:mod:`mlfactory.data.windows`) skips the per-sample collation (docs/data.md).
+        """
         from mlfactory.data.windows import SequenceDataset
 
         return SequenceDataset(self.split(split), seq_len)
