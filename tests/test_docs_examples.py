@@ -68,3 +68,8 @@ def test_data_md_plain_dataloader_example_runs_as_written(sample_dir, capsys):
         assert plain.keys() == fast.keys() and all(torch.equal(plain[k], fast[k]) for k in plain)
     tabular = next(iter(DataLoader(namespace["container"].get_tabular_dataset("val"), batch_size=8)))
     assert tabular["x"].shape == (8, 30)
+    bars = namespace["container"].get_multi_resolution_bars("val", timeframes=["5min", "15min"], lookback=4)
+    plain, fast = next(iter(DataLoader(bars, batch_size=8))), next(iter(DataLoader(bars, batch_size=8,
+                                                                                     collate_fn=collate_batch)))
+    assert plain["x"].keys() == {"5min", "15min"} and plain["x"]["15min"].shape == (8, 4, 5)
+    assert all(torch.equal(plain["x"][k], fast["x"][k]) for k in plain["x"])
