@@ -2,7 +2,7 @@
 
     python benchmarks/models_default.py [--models xgboost lstm ...] [--max-epochs 5] [--table models-default]
 
-Each model runs `mlfactory fit --config configs/<name>.yaml` in a fresh process, on the
+Each model runs `mlfactory fit --config mlfactory/recipes/<name>.yaml` in a fresh process, on the
 planted-signal data and on the no-signal variant (the leak canary), with neural models capped at
 --max-epochs. The table (train seconds, val/test balanced accuracy, test direction AUC and IC, and
 the no-signal test balanced accuracy and direction AUC) is printed and written between the markers
@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the recipes moved into the package; configs/ is the former place
+RECIPES = next((d for d in (REPO / "mlfactory" / "recipes", REPO / "configs") if d.is_dir()), REPO / "configs")
 
 
 def run(name: str, signal: bool, root: Path, max_epochs: int, recipe: bool = True, extra: tuple[str, ...] = ()) -> dict:
-    model = ["--config", str(REPO / "configs" / f"{name}.yaml")] if recipe else ["--model", name]
+    model = ["--config", str(RECIPES / f"{name}.yaml")] if recipe else ["--model", name]
     args = [
         sys.executable, "-m", "mlfactory.cli", "fit", *model,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -56,7 +59,7 @@ def run(name: str, signal: bool, root: Path, max_epochs: int, recipe: bool = Tru
     }
 
 
-def epoch_times(names: list[str], threads: int) -> list[str]:
+def epoch_times(names: list[str], threads: int, extra: tuple[str, ...] = ()) -> list[str]:
     """One epoch of each model's defaults on the default data, lstm first; rows of the epoch-time table."""
     names = ["lstm", *[name for name in names if name != "lstm"]]
     lines = [
@@ -67,7 +70,7 @@ def epoch_times(names: list[str], threads: int) -> list[str]:
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads)))
+            result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads), *extra))
             if "error" in result:
                 line = f"| {name} | failed: {result['error']} | | | | |"
             else:
@@ -96,12 +99,16 @@ def main() -> None:
     parser.add_argument("--epoch-time", action="store_true",
                         help="time one epoch of each model's defaults against lstm's (table marker epoch-time)")
     parser.add_argument("--threads", type=int, default=1, help="--data.threads of the --epoch-time fits")
+    parser.add_argument("--fit-args", default="",
+                        help="more `mlfactory fit` arguments for every fit, e.g. a model's former settings: "
+                             "--fit-args '--model.channels null' (quote them as one string)")
     args = parser.parse_args()
+    extra = tuple(shlex.split(args.fit_args))
     if args.epoch_time:
         neural = [s.name for s in list_models() if s.family == "neural"]
         names = args.models if "--models" in sys.argv else neural
-        write_table(epoch_times(names, args.threads), "epoch-time" if args.table == "models-default" else args.table,
-                    args.no_docs)
+        write_table(epoch_times(names, args.threads, extra),
+                    "epoch-time" if args.table == "models-default" else args.table, args.no_docs)
         return
 
     lines = [
@@ -111,8 +118,8 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            signal = run(name, True, Path(tmp) / "signal", args.max_epochs)
-            canary = run(name, False, Path(tmp) / "nosignal", args.max_epochs)
+            signal = run(name, True, Path(tmp) / "signal", args.max_epochs, extra=extra)
+            canary = run(name, False, Path(tmp) / "nosignal", args.max_epochs, extra=extra)
             if "error" in signal or "error" in canary:
                 line = f"| {name} | failed: {signal.get('error') or canary.get('error')} | | | | | | | |"
             else:
