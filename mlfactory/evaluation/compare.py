@@ -455,11 +455,11 @@ def _ckpt_path(run: Path) -> str | None:
     path = run / CONFIG_YAML
     if not path.is_file():
         return None
-    try:
-        import yaml
+    import yaml
 
+    try:
         config = yaml.safe_load(path.read_text())
-    except (OSError, ValueError, ImportError, Exception):  # yaml's errors derive from Exception only
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # unreadable: the run says nothing about its checkpoint
         return None
     ckpt = config.get("ckpt_path") if isinstance(config, dict) else None
     return str(ckpt) if ckpt else None
@@ -511,9 +511,14 @@ def _with_hyper_parameters(table: "pd.DataFrame") -> "pd.DataFrame":
 
 def _integers(table: "pd.DataFrame") -> "pd.DataFrame":
     """Counts print as integers in every table, whatever else is missing (pandas would make them 5.0)."""
+    import pandas as pd
+
     for column in INTEGER_COLUMNS:
-        if column in table and table[column].dropna().map(lambda v: float(v).is_integer()).all():
-            table[column] = table[column].astype("Int64")
+        if column not in table:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().sum() == table[column].notna().sum() and (values.dropna() % 1 == 0).all():
+            table[column] = values.astype("Int64")
     return table
 
 
