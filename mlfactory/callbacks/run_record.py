@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -14,18 +16,36 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mlfactory.atomic import replacing, write_json
+from mlfactory.errors import ConfigError
 from mlfactory.data.container import class_mapping
 from mlfactory.evaluation import plots
 from mlfactory.evaluation.importance import feature_importance
-from mlfactory.evaluation.report import evaluate_predictions
+from mlfactory.evaluation.report import equity_curve, evaluate_predictions
 from mlfactory.inference.bundle import write_bundle
 from mlfactory.models.base import predict_batches
 
 STATUS_FILE = "status.json"
+MIN_IMPORTANCE_SECONDS = 5.0
+"""The least time the importance budget allows, however short the training (the passes' fixed costs)."""
+HPARAM_METRICS = {
+    "balanced_accuracy": ("balanced_accuracy",),
+    "accuracy": ("accuracy",),
+    "f1_macro": ("f1_macro",),
+    "log_loss": ("log_loss",),
+    "direction_auc": ("direction_auc",),
+    "ece": ("calibration", "expected_calibration_error"),
+    "sharpe": ("trading", "sharpe_annualised"),
+    "ic_mean": ("trading", "ic_mean"),
+    "hit_rate": ("trading", "hit_rate"),
+    "max_drawdown": ("trading", "max_drawdown"),
+}
+"""The validation metrics in TensorBoard's HPARAMS tab, as ``hparams/val_<name>``: where each sits in
+``evaluation_metrics.json``'s ``val`` entry (the names ``mlfactory compare`` uses)."""
 
 
 class RunRecord(Callback):
@@ -41,39 +61,71 @@ class RunRecord(Callback):
     After ``fit``, the module holds the weights of the best checkpoint, and the record's val and test
     predictions, metrics, plots and feature importance come from that model.
 
+    With Lightning's default logger (a plain ``Trainer``), the run goes where the CLI puts it,
+    ``<default_root_dir>/lightning_logs/<model>/<run_id>``, not ``lightning_logs/version_N``; a logger
+    the user chose is left alone. TensorBoard's HPARAMS tab gets the run's validation metrics
+    (``hparams/val_*``) against the model's init arguments and the data settings that matter.
+
     Args:
-        importance_samples: validation samples used for permutation importance of models without a
-            native importance; 0 skips it.
+        importance_samples: at most this many validation samples for permutation importance of models
+            without a native importance; 0 skips it.
+        importance_share: permutation importance may take at most this share of the fit's time
+            (``train_seconds``; at least 5 s): its samples are cut to fit, never below 200. ``None``
+            lifts the time budget. Its time is reported apart, as ``importance_seconds``.
     """
 
-    def __init__(self, importance_samples: int = 2000) -> None:
+    def __init__(self, importance_samples: int = 2000, importance_share: float | None = 0.1) -> None:
+        if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 0:
+            raise ConfigError(f"RunRecord: importance_samples={importance_samples!r} must be a whole number >= 0 "
+                              "(0 skips permutation importance)")
+        if importance_share is not None and not (isinstance(importance_share, (int, float)) and importance_share > 0):
+            raise ConfigError(f"RunRecord: importance_share={importance_share!r} must be a positive share of the "
+                              "training time (0.1 = a tenth), or None for no time budget")
         self.importance_samples = importance_samples
+        self.importance_share = importance_share
         self.run_dir: Path | None = None
         self._failed = False
+        self._evaluates_fit = False
         self._started = 0.0
         self._history: list[dict[str, float]] = []
         self._outputs: list[dict[str, torch.Tensor]] = []
 
     # --- life cycle ----------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        _use_run_layout(trainer, pl_module)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # no placeholder `hp_metric = -1`: the real validation metrics are logged at the end of fit
+                logger._default_hp_metric = False
         # read log_dir on every rank: under DDP it broadcasts, and reading it on rank 0 alone hangs
         self.run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if stage == "fit":
             self._history = []  # before a resumed checkpoint restores it (load_state_dict)
         self._failed = False
         self._started = time.time()
-        self._write_status(trainer, "running", stage=stage)
+        self._evaluates_fit = self._joins_completed_fit(stage)
+        if not self._evaluates_fit:
+            self._write_status(trainer, "running", stage=stage)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._failed = True
         if self.run_dir is None and trainer.logger is not None:
             self.run_dir = Path(trainer.log_dir)  # failed before setup, e.g. in the data module's setup
-        if self.run_dir is not None:
+        if self.run_dir is not None and not self._joins_completed_fit(
+                getattr(trainer.state.fn, "value", "fit")):
             self._write_failed(trainer, exception)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not self._failed and self.run_dir is not None:
+        if not self._failed and self.run_dir is not None and not self._evaluates_fit:
             self._write_status(trainer, "complete", stage=stage, seconds=round(time.time() - self._started, 3))
+
+    def _joins_completed_fit(self, stage: str) -> bool:
+        """Whether a validate/test/predict stage runs in the directory of a completed fit (the same trainer
+        after ``fit``): its results join that run, whose status stays the fit's ``complete``."""
+        if stage == "fit" or self.run_dir is None:
+            return False
+        previous = _read_json(self.run_dir / STATUS_FILE)
+        return previous.get("status") == "complete" and previous.get("stage") == "fit"
 
     # --- fit -----------------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -90,6 +142,7 @@ class RunRecord(Callback):
         self._history = list(state_dict.get("history", []))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fit_seconds = time.time() - self._started  # the training itself; the record and importance come apart
         checkpoint = trainer.checkpoint_callback
         best_path = getattr(checkpoint, "best_model_path", "") or ""
         if best_path and not getattr(pl_module, "fits_once", False):  # a fit-once model is its one fit already
@@ -105,11 +158,16 @@ class RunRecord(Callback):
             for split, loader in (("val", datamodule.val_dataloader()), ("test", datamodule.test_dataloader()))
         }
         pl_module.export_native(self.run_dir / "checkpoints" / "best_model")
-        self._write_importance(trainer, pl_module)
+        importance = self._write_importance(trainer, pl_module, fit_seconds)
         write_json(self.run_dir / "metrics" / "evaluation_metrics.json", evaluation)
-        write_json(self.run_dir / "metrics" / "training_metrics.json", self._training_metrics(trainer, best_path))
+        importance_seconds = importance["seconds"] if importance else 0.0
+        timing = {"train_seconds": fit_seconds, "importance_seconds": importance_seconds,
+                  "record_seconds": time.time() - self._started - fit_seconds - importance_seconds}
+        write_json(self.run_dir / "metrics" / "training_metrics.json",
+                   self._training_metrics(trainer, pl_module, best_path, timing, importance))
         self._write_config(trainer, pl_module)
         write_bundle(pl_module, datamodule, self.run_dir)  # bundle/: self-contained inference (docs/inference.md)
+        self._log_hparams(trainer, pl_module, evaluation["val"])
 
     # --- validate / test / predict on their own ------------------------------------------------
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -149,7 +207,8 @@ class RunRecord(Callback):
             self._save_predictions(trainer, f"predict_{split}", outputs, with_metrics=False)
         else:
             metrics = self._save_predictions(trainer, split, outputs)
-            write_json(self.run_dir / "metrics" / "evaluation_metrics.json", {split: metrics})
+            path = self.run_dir / "metrics" / "evaluation_metrics.json"
+            write_json(path, {**_read_json(path), split: metrics})  # beside the fit's other split, if any
         self._write_config(trainer, pl_module)
 
     def _save_predictions(
@@ -165,7 +224,10 @@ class RunRecord(Callback):
         calendar = datamodule.container.splits.values()  # all splits: the market's calendar for the Sharpe ratio
         metrics = evaluate_predictions(split, rows, probs, datamodule.horizon, calendar) if with_metrics else {}
         if with_metrics:
-            self._write_plots(trainer, split_name, metrics)
+            equity = None
+            if split.fwd_returns is not None:
+                equity = equity_curve(probs, split.fwd_returns[rows], split.timestamps[rows], datamodule.horizon)
+            self._write_plots(trainer, split_name, metrics, equity)
         identity = split.identity(rows)
         path = self.run_dir / "predictions" / f"{name}_predictions.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,22 +246,45 @@ class RunRecord(Callback):
             )
         return metrics
 
-    def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict) -> None:
-        """PNG files in plots/, and the same figures in TensorBoard's images tab."""
+    def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict, equity: Any = None) -> None:
+        """PNG files in plots/, and the same figures in TensorBoard's images tab; titles name the run."""
+        label = self._run_label(trainer)
         figures = {
-            f"confusion_{split}": plots.confusion_figure(metrics["confusion_matrix"], f"{split} confusion"),
-            f"reliability_{split}": plots.reliability_figure(metrics["calibration"], f"{split} reliability"),
+            f"confusion_{split}": lambda: plots.confusion_figure(metrics["confusion_matrix"],
+                                                                 f"{split} confusion\n{label}"),
+            f"reliability_{split}": lambda: plots.reliability_figure(metrics["calibration"],
+                                                                     f"{split} reliability\n{label}"),
         }
-        for name, figure in figures.items():
-            experiment = getattr(trainer.logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure(name, figure, global_step=trainer.global_step, close=False)
-            plots.save(figure, self.run_dir / "plots" / f"{name}.png")
+        if equity is not None and len(equity):
+            sharpe = metrics.get("trading", {}).get("sharpe_annualised", float("nan"))
+            figures[f"equity_{split}"] = lambda: plots.equity_figure(
+                equity, f"{split} equity curve, Sharpe {sharpe:.2f} (annualised)\n{label}")
+        for name, build in figures.items():
+            self._save_figure(trainer, name, build())
 
-    def _write_importance(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        result = feature_importance(pl_module, trainer.datamodule, self.importance_samples)
+    def _save_figure(self, trainer: L.Trainer, name: str, figure: Any) -> None:
+        """``plots/<name>.png`` and the image ``<name>`` in TensorBoard (when the logger is TensorBoard's)."""
+        image = plots.render(figure)
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            experiment.add_image(name, image, global_step=trainer.global_step, dataformats="HWC")
+        plots.write_png(image, self.run_dir / "plots" / f"{name}.png")
+
+    def _run_label(self, trainer: L.Trainer) -> str:
+        module = trainer.lightning_module
+        model = getattr(module, "registry_name", "") or type(module).__name__
+        return plots.run_label(model, self.run_dir.name, trainer.datamodule.horizon)
+
+    def _write_importance(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                          fit_seconds: float) -> dict[str, Any] | None:
+        """importance/feature_importance.csv and its plot; ``{"method", "samples", "seconds"}``, or None."""
+        started = time.time()
+        budget = None if self.importance_share is None else max(MIN_IMPORTANCE_SECONDS,
+                                                                 self.importance_share * fit_seconds)
+        result = feature_importance(pl_module, trainer.datamodule, self.importance_samples,
+                                    seconds=budget, progress=_shows_progress(trainer))
         if result is None:
-            return
+            return None
         import pandas as pd
 
         table = pd.DataFrame({"feature": result["features"], "importance": result["importance"]})
@@ -207,27 +292,76 @@ class RunRecord(Callback):
         path = self.run_dir / "importance" / "feature_importance.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.sort_values("importance", ascending=False).to_csv(path, index=False)
-        figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"])
-        plots.save(figure, self.run_dir / "plots" / "feature_importance.png")
+        samples = "" if result["samples"] is None else f", {result['samples']} val samples"
+        figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"],
+                                         f"feature importance ({result['method']}{samples})\n"
+                                         f"{self._run_label(trainer)}")
+        self._save_figure(trainer, "feature_importance", figure)
+        return {"method": result["method"], "samples": result["samples"], "budget_seconds": budget,
+                "seconds": time.time() - started}
 
-    def _training_metrics(self, trainer: L.Trainer, best_path: str) -> dict[str, Any]:
+    def _training_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule, best_path: str,
+                          timing: dict[str, float], importance: dict[str, Any] | None) -> dict[str, Any]:
         checkpoint = trainer.checkpoint_callback
         early = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
         best_score = getattr(checkpoint, "best_model_score", None)
         final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        # a fit-once model says what its library did (rounds, best iteration, early stop); Lightning's
+        # EarlyStopping never fires for it, since its one fit is the whole training
+        fit_summary = dict(getattr(pl_module, "fit_summary_", None) or {})
+        lightning_stopped = bool(early is not None and early.stopped_epoch > 0)
         return {
             "epochs": trainer.current_epoch,
             "global_steps": trainer.global_step,
-            "train_seconds": round(time.time() - self._started, 3),
+            **{name: round(seconds, 3) for name, seconds in timing.items()},
             "monitor": getattr(checkpoint, "monitor", None),
             "best_score": float(best_score) if best_score is not None else None,
             "best_checkpoint": os.path.relpath(best_path, self.run_dir) if best_path else None,
-            "early_stopped": bool(early is not None and early.stopped_epoch > 0),
+            "best_epoch": None if getattr(pl_module, "fits_once", False) else self._best_epoch(checkpoint),
+            "best_iteration": fit_summary.get("best_iteration"),
+            "early_stopped": bool(fit_summary.get("early_stopped", lightning_stopped)),
             "stopped_epoch": early.stopped_epoch if early is not None else None,
+            "fit_summary": fit_summary,
+            "importance": importance,
             "final": final,
             "history": self._history,
-            "rounds": getattr(trainer.lightning_module, "history_", {}),
+            "rounds": getattr(pl_module, "history_", {}),
         }
+
+    def _best_epoch(self, checkpoint: Any) -> int | None:
+        """The epoch whose ``monitor`` value is the best checkpoint's (from the epoch history)."""
+        monitor, mode = getattr(checkpoint, "monitor", None), getattr(checkpoint, "mode", "min")
+        scored = [row for row in self._history if monitor and math.isfinite(row.get(monitor, math.nan))]
+        if not scored:
+            return None
+        pick = min if mode == "min" else max
+        return int(pick(scored, key=lambda row: row[monitor])["epoch"])
+
+    def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule, val: dict) -> None:
+        """TensorBoard's HPARAMS tab: the run's validation metrics against its meaningful settings.
+
+        Settings: ``model`` (the registry name), ``model.<init argument>`` and ``data.<setting>`` for
+        the data settings that change what this model learns (:func:`_learning_data_settings`; paths,
+        workers and threads do not). Metrics: ``hparams/val_<name>`` (:data:`HPARAM_METRICS`). The loggers' ``hparams``
+        (hparams.yaml) keep what Lightning stored at the start.
+        """
+        params: dict[str, Any] = {"model": getattr(pl_module, "registry_name", "") or type(pl_module).__name__}
+        hyperparameters = pl_module.hyperparameters() if hasattr(pl_module, "hyperparameters") else {}
+        params.update({f"model.{k}": _hparam_value(v) for k, v in hyperparameters.items()})
+        data = dict(getattr(trainer.datamodule, "hparams", {}))
+        params.update({f"data.{k}": _hparam_value(data[k]) for k in _learning_data_settings(pl_module) if k in data})
+        metrics = {}
+        for name, keys in HPARAM_METRICS.items():
+            value: Any = val
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                metrics[f"hparams/val_{name}"] = float(value)
+        for logger in trainer.loggers:
+            kept = dict(logger.hparams) if isinstance(getattr(logger, "hparams", None), dict) else None
+            logger.log_hyperparams(params, metrics)
+            if kept is not None:
+                logger.hparams = kept
 
     def _write_config(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         module_type = type(pl_module)
@@ -293,6 +427,82 @@ class RunRecord(Callback):
             "host": socket.gethostname(),
             **details,
         }
+
+
+def _use_run_layout(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Give a trainer with Lightning's default logger the CLI's run layout, ``lightning_logs/<model>/<run_id>``.
+
+    The default logger has already made its ``lightning_logs/version_N`` folder (Lightning creates the
+    experiment before the ``setup`` hooks); that folder holds nothing but its own empty event file and
+    is removed. A logger the user passed, and this trainer's later runs, are left alone.
+    """
+    logger = trainer.logger
+    if len(trainer.loggers) != 1 or not _is_default_logger(trainer, logger):
+        return
+    from mlfactory.cli.lightning_cli import LOG_ROOT, new_run_id  # the CLI's own names (it imports this module)
+
+    name = getattr(pl_module, "registry_name", "") or type(pl_module).__name__.lower()
+    run_id = trainer.strategy.broadcast(new_run_id())  # one directory for every rank
+    trainer.loggers = [TensorBoardLogger(save_dir=str(Path(trainer.default_root_dir) / LOG_ROOT), name=name,
+                                         version=run_id, default_hp_metric=False)]
+    _remove_empty_run(logger)
+
+
+def _is_default_logger(trainer: L.Trainer, logger: Any) -> bool:
+    """Whether ``logger`` is the one ``Trainer(logger=True)`` makes: TensorBoard's, ``<root>/lightning_logs``."""
+    return (
+        type(logger) is TensorBoardLogger
+        and logger.name == "lightning_logs"
+        and Path(logger.save_dir).resolve() == Path(trainer.default_root_dir).resolve()
+    )
+
+
+@rank_zero_only
+def _remove_empty_run(logger: TensorBoardLogger) -> None:
+    """Close the default logger's writer and delete its folder if it holds only event files without records."""
+    experiment = logger.experiment
+    experiment.close()
+    folder = Path(logger.log_dir)
+    files = list(folder.iterdir()) if folder.is_dir() else []
+    # an event file with only its header is a few dozen bytes; anything larger holds records someone wrote
+    if all(f.is_file() and f.name.startswith("events.out.tfevents.") and f.stat().st_size < 1024 for f in files):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _shows_progress(trainer: L.Trainer) -> bool:
+    """Whether the trainer shows progress bars (``enable_progress_bar``)."""
+    bar = trainer.progress_bar_callback
+    return bar is not None and bar.is_enabled
+
+
+def _learning_data_settings(pl_module: L.LightningModule) -> tuple[str, ...]:
+    """The data settings that change what ``pl_module`` learns: the horizon always; windows and batches
+    for the inputs and training that use them."""
+    kind = getattr(pl_module, "input_kind", "tabular")
+    names = ["horizon", "balance_classes"]
+    if kind == "sequence":
+        names.append("seq_len")
+    if kind == "multires":
+        names += ["timeframes", "lookback", "span"]
+    if not getattr(pl_module, "fits_once", False):
+        names.append("batch_size")
+    return tuple(names)
+
+
+def _hparam_value(value: Any) -> Any:
+    """A value TensorBoard's HPARAMS tab shows: numbers, strings and booleans as they are, others as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return "None" if value is None else value
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; empty when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _concat(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import pandas as pd
 
 from mlfactory.data.split import SplitData
 from mlfactory.evaluation.calibration import reliability
 from mlfactory.evaluation.classification import classification_report
-from mlfactory.evaluation.trading import trading_report
+from mlfactory.evaluation.trading import signal_from_probs, trading_report
 
 
 def evaluate_predictions(
@@ -34,3 +35,21 @@ def evaluate_predictions(
             probs, split.fwd_returns[rows], split.timestamps[rows], horizon, calendar=calendar_times
         )
     return report
+
+
+def equity_curve(probs: np.ndarray, fwd_returns: np.ndarray, timestamps: np.ndarray, horizon: int) -> pd.DataFrame:
+    """The predicted signal's cumulative log return over non-overlapping ``horizon``-bar periods.
+
+    The periods are the trading report's (:func:`mlfactory.evaluation.trading.trading_report`): per
+    timestamp the mean signal return of all symbols (an equal-weight book), every ``horizon``-th
+    timestamp. So the curve's largest fall from its peak is the report's ``max_drawdown``. Indexed
+    by period time; columns ``strategy`` (the signal), ``long_all`` (every symbol held long, a
+    reference) and ``drawdown`` (the strategy's fall from its running peak, counted from a start at 0).
+    """
+    signal = signal_from_probs(probs)
+    frame = pd.DataFrame({"strategy": signal * fwd_returns, "long_all": fwd_returns})
+    per_period = frame.groupby(np.asarray(timestamps)).mean().sort_index().iloc[::horizon]
+    equity = per_period.cumsum()
+    peak = np.maximum.accumulate(np.concatenate([[0.0], equity["strategy"].to_numpy()]))[1:]
+    equity["drawdown"] = peak - equity["strategy"].to_numpy()
+    return equity

@@ -13,6 +13,8 @@ Lightning checkpoint as ``bytes`` of the library's native format.
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,8 +26,49 @@ from mlfactory.metrics import weighted_nll
 from mlfactory.models.base import Batch, FactoryModule, library_version, read_native
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
-# per-round curves: {"train": {"mlogloss": [...]}, "val": {...}}
+# per-round curves under the library's own metric names: {"train": {"mlogloss": [...]}, "val": {...}}
 RoundHistory = dict[str, dict[str, list[float]]]
+
+
+class FitProgress:
+    """A progress bar over one library fit: boosting rounds, or a single step for a one-call fit.
+
+    The library's own per-round callback calls :meth:`round_done`; :meth:`close` ends the bar with
+    the rounds trained and the best round. Disabled, it does nothing (tests, ``enable_progress_bar=False``).
+    ``tqdm.auto`` renders as a widget in notebooks and as one rewritten line in a terminal.
+    """
+
+    def __init__(self, name: str, total: int | None, enabled: bool, unit: str = "round") -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=name, unit=unit, disable=not enabled, leave=True, file=sys.stderr,
+                        dynamic_ncols=True)
+        self.best = math.inf
+        self.best_round: int | None = None
+
+    def round_done(self, index: int, val_loss: float | None = None) -> None:
+        """Round ``index`` (0-based) finished with validation log loss ``val_loss``."""
+        if val_loss is not None and val_loss < self.best:
+            self.best, self.best_round = val_loss, index
+        self.bar.update(index + 1 - self.bar.n)
+        if val_loss is not None:
+            self.bar.set_postfix_str(f"val log loss {val_loss:.4f}, best {self.best:.4f} at {self.best_round}",
+                                     refresh=False)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """End the bar with what the fit did (:meth:`FitOnceModule.fit_summary_`)."""
+        if "rounds_trained" in summary:
+            self.bar.total = summary["rounds_trained"]  # a full bar: the fit is over, however early it stopped
+            self.bar.update(summary["rounds_trained"] - self.bar.n)
+            stop = "early stopped" if summary["early_stopped"] else "no early stop"
+            self.bar.set_postfix_str(
+                f"{summary['rounds_trained']} of {summary['max_rounds']} rounds, best iteration "
+                f"{summary['best_iteration']} (val log loss {summary['best_val_log_loss']:.4f}), {stop}",
+                refresh=False,
+            )
+        else:
+            self.bar.update(1 - self.bar.n)
+        self.bar.close()
 
 
 class FitOnceModule(FactoryModule):
@@ -37,6 +80,11 @@ class FitOnceModule(FactoryModule):
     """
 
     fits_once = True
+    shows_own_progress: ClassVar[bool] = False
+    """Shows a progress bar of its own fit (:class:`FitProgress`), so Lightning's epoch bar is hidden."""
+    round_metric_names: ClassVar[dict[str, str]] = {}
+    """The library's per-round metric names mapped to one name per quantity (``{"mlogloss": "log_loss"}``):
+    TensorBoard's ``rounds/<split>_<name>`` tags are the same for every library, so curves overlay."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,7 +92,9 @@ class FitOnceModule(FactoryModule):
         # a parameter for the no-op optimizer step; fit-once models have no others
         self._step_anchor = nn.Parameter(torch.zeros(1))
         self.history_: RoundHistory = {}
+        self.fit_summary_: dict[str, Any] = {}
         self._fitted_this_run = False
+        self._hidden_bar: Any = None
 
     # --- what a subclass provides -------------------------------------------------------------
     def fit_on(self, datamodule: Any) -> None:
@@ -71,8 +121,29 @@ class FitOnceModule(FactoryModule):
                 f"is fitted once by its library, so max_epochs={max_epochs} does not apply; leave it unset or use 1",
             )
 
+    def on_fit_start(self) -> None:
+        # the fit is one library call inside the first training step: Lightning's epoch bar would count
+        # batches that are never run (1 of 97), so it stays hidden while the model shows its own progress
+        bar = self.trainer.progress_bar_callback
+        if self.shows_own_progress and bar is not None and bar.is_enabled:
+            bar.disable()
+            self._hidden_bar = bar
+
     def on_train_start(self) -> None:
         self._fitted_this_run = False
+
+    def on_train_end(self) -> None:
+        if self._hidden_bar is not None:  # back for what follows: the record, test, predict
+            self._hidden_bar.enable()
+            self._hidden_bar = None
+
+    def progress_enabled(self) -> bool:
+        """Whether a bar of the fit is wanted: the trainer shows progress bars (``enable_progress_bar``)."""
+        if self._trainer is None:
+            return False
+        return self._hidden_bar is not None or (
+            self.trainer.progress_bar_callback is not None and self.trainer.progress_bar_callback.is_enabled
+        )
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> int | None:
         return -1 if self._fitted_this_run else None  # fitted already: skip the rest of the epoch
@@ -105,12 +176,13 @@ class FitOnceModule(FactoryModule):
 
     # --- logging -----------------------------------------------------------------------------
     def _log_rounds(self) -> None:
-        """Per-round curves as logger steps, e.g. ``rounds/val_mlogloss`` for every boosting round."""
+        """Per-round curves as logger steps, ``rounds/<split>_<quantity>`` (e.g. ``rounds/val_log_loss``)."""
         for split, curves in self.history_.items():
             for metric, values in curves.items():
+                tag = f"rounds/{split}_{self.round_metric_names.get(metric, metric)}"
                 for step, value in enumerate(values):
                     for logger in self.loggers:
-                        logger.log_metrics({f"rounds/{split}_{metric}": float(value)}, step=step)
+                        logger.log_metrics({tag: float(value)}, step=step)
 
     def log_train_metrics(self, probs: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
         """Log the training split's loss and metrics from the fitted model's probabilities."""
@@ -126,15 +198,19 @@ class EstimatorModule(FitOnceModule):
     - :meth:`fit_estimator`: only if the library can early-stop on the validation split or report curves;
     - :meth:`to_native` / :meth:`from_native`, ``library`` and ``native_suffix``: its own file format.
 
-    Fitted state ends in ``_`` (``estimator_``, ``history_``), as in scikit-learn.
+    While it fits, a bar shows its progress (:class:`FitProgress`; rounds for boosting) when the
+    trainer shows progress bars. Fitted state ends in ``_`` (``estimator_``, ``history_``,
+    ``fit_summary_``), as in scikit-learn.
     """
 
     library: ClassVar[str] = ""
     native_suffix: ClassVar[str] = ""
+    shows_own_progress = True
 
     def __init__(self) -> None:
         super().__init__()
         self.estimator_: Any = None
+        self._progress: FitProgress | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -145,10 +221,25 @@ class EstimatorModule(FitOnceModule):
         """Fit on the data module's training split (early stopping on val); log train metrics."""
         train, val = datamodule.arrays("train"), datamodule.arrays("val")
         estimator = self.build_estimator()
-        self.history_ = self.fit_estimator(estimator, train, val)
-        self.estimator_ = estimator
+        self._progress = self.new_progress()
+        try:
+            self.history_ = self.fit_estimator(estimator, train, val)
+            self.estimator_ = estimator
+            self.fit_summary_ = self.summarize_fit()
+            self._progress.close(self.fit_summary_)
+        finally:
+            self._progress.bar.close()  # closing twice is harmless; an exception must not leave a bar open
+            self._progress = None
         X, y, w = train
         self.log_train_metrics(self.estimator_proba(X), y, w)
+
+    def new_progress(self) -> FitProgress:
+        """The bar of one fit: a single step here; boosters count rounds."""
+        return FitProgress(f"{self.registry_name or type(self).__name__} fit", 1, self.progress_enabled(), unit="fit")
+
+    def summarize_fit(self) -> dict[str, Any]:
+        """What the fit did, for the run record's ``training_metrics.json``; boosters report their rounds."""
+        return {}
 
     def build_estimator(self) -> Any:
         """A new, unfitted estimator configured from ``self.hparams``."""

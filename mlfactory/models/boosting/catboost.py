@@ -28,8 +28,9 @@ class CatBoostModel(BoosterModule):
     """Gradient-boosted oblivious trees (CatBoost), early-stopped on the validation split.
 
     Trains ``CatBoostClassifier(loss_function="MultiClass")`` on the whole training split with its
-    sample weights (a weighted ``Pool``), watching the weighted train and validation log loss each
-    round; rounds go to TensorBoard as steps (``rounds/train_MultiClass``, ``rounds/val_MultiClass``).
+    sample weights (a weighted ``Pool``), watching the weighted train and validation log loss
+    (``MultiClass``) each round; rounds go to TensorBoard as steps (``rounds/train_log_loss``,
+    ``rounds/val_log_loss``).
     The model is cut to the best round (``use_best_model``), kept in CatBoost's binary ``cbm`` format,
     and writes no ``catboost_info/`` folder. It always has the three classes' columns: a class the
     training split lacks gets probability 0. Parameter names follow the other boosting models; the
@@ -47,6 +48,7 @@ class CatBoostModel(BoosterModule):
 
     library = "catboost"
     native_suffix = "cbm"
+    round_metric = "MultiClass"
     param_ranges = {**BoosterModule.param_ranges, "max_depth": (1, 16)}
 
     def __init__(
@@ -78,9 +80,15 @@ class CatBoostModel(BoosterModule):
     def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
         (X, y, w), (X_val, y_val, w_val) = train, val
         catboost = _catboost()
-        estimator.fit(catboost.Pool(X, y, weight=w), eval_set=catboost.Pool(X_val, y_val, weight=w_val))
+        callbacks = None if self._progress is None else [_RoundCallback(self)]
+        estimator.fit(catboost.Pool(X, y, weight=w), eval_set=catboost.Pool(X_val, y_val, weight=w_val),
+                      callbacks=callbacks)
         curves = estimator.evals_result_
         return {"train": curves["learn"], "val": curves["validation"]}
+
+    def rounds_kept(self) -> int:
+        # use_best_model cuts the trees at the best iteration
+        return int(self.estimator_.tree_count_)
 
     def native_importance(self) -> np.ndarray:
         """CatBoost's prediction-values-change importance of each feature (sums to 100)."""
@@ -95,3 +103,15 @@ class CatBoostModel(BoosterModule):
 
     def from_native(self, data: bytes) -> Any:
         return _catboost().CatBoostClassifier().load_model(blob=data)
+
+
+class _RoundCallback:
+    """CatBoost's callback protocol: ``after_iteration(info)`` each round (1-based); True continues."""
+
+    def __init__(self, module: CatBoostModel) -> None:
+        self.module = module
+
+    def after_iteration(self, info: Any) -> bool:
+        curve = info.metrics.get("validation", {}).get(self.module.round_metric)
+        self.module.round_done(info.iteration - 1, float(curve[-1]) if curve else None)
+        return True

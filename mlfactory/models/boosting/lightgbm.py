@@ -27,8 +27,8 @@ class LightGBMModel(BoosterModule):
     """Gradient-boosted trees (LightGBM, leaf-wise growth), early-stopped on the validation split.
 
     Trains ``LGBMClassifier`` (multiclass) on the whole training split with its sample weights,
-    watching the weighted train and validation log loss each round; rounds go to TensorBoard as steps
-    (``rounds/train_multi_logloss``, ``rounds/val_multi_logloss``). Predictions use the best round.
+    watching the weighted train and validation log loss (``multi_logloss``) each round; rounds go to
+    TensorBoard as steps (``rounds/train_log_loss``, ``rounds/val_log_loss``). Predictions use the best round.
     The booster is kept as LightGBM's model text, cut at the best round; a checkpoint reloads it as a
     ``lightgbm.Booster``.
 
@@ -45,6 +45,7 @@ class LightGBMModel(BoosterModule):
 
     library = "lightgbm"
     native_suffix = "txt"
+    round_metric = "multi_logloss"
     param_ranges = {
         **BoosterModule.param_ranges,
         **SAMPLING_PARAM_RANGES,
@@ -83,6 +84,9 @@ class LightGBMModel(BoosterModule):
         )
         rounds = self.hparams.early_stopping_rounds
         lightgbm = _lightgbm()
+        callbacks = [] if rounds is None else [lightgbm.early_stopping(rounds, verbose=False)]
+        if self._progress is not None:
+            callbacks.append(self._round_callback())
         with warnings.catch_warnings():
             # LightGBM 4.7 prefers eval_X/eval_y, which 4.3 to 4.6 lack; eval_set also lets it see that
             # the first set is the training set itself, so it reuses its bins and early stopping skips it
@@ -94,9 +98,23 @@ class LightGBMModel(BoosterModule):
                 eval_set=[(X, y), (X_val, y_val)],
                 eval_names=["train", "val"],
                 eval_sample_weight=[w, w_val],
-                callbacks=[] if rounds is None else [lightgbm.early_stopping(rounds, verbose=False)],
+                callbacks=callbacks,
             )
         return estimator.evals_result_
+
+    def _round_callback(self) -> Any:
+        """A LightGBM callback reporting each round's validation log loss, run before early stopping."""
+
+        def report(env: Any) -> None:
+            losses = [r[2] for r in env.evaluation_result_list if r[0] == "val" and r[1] == self.round_metric]
+            self.round_done(env.iteration - env.begin_iteration, float(losses[0]) if losses else None)
+
+        report.order = 25  # after the evaluation is recorded (20), before early stopping may end the fit (30)
+        return report
+
+    def rounds_kept(self) -> int:
+        # early stopping cuts the booster at the best iteration (1-based in LightGBM)
+        return int(_booster(self.estimator_).current_iteration())
 
     def estimator_proba(self, X: np.ndarray) -> np.ndarray:
         # with no iteration given, a booster predicts with its best iteration, as LGBMClassifier does

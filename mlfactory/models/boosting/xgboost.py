@@ -26,9 +26,9 @@ class XGBoostModel(BoosterModule):
     """Gradient-boosted trees (XGBoost, histogram method), early-stopped on the validation split.
 
     Trains ``XGBClassifier`` with ``objective="multi:softprob"`` on the whole training split with its
-    sample weights, watching train and validation log loss each round; rounds go to TensorBoard as
-    steps (``rounds/train_mlogloss``, ``rounds/val_mlogloss``). Predictions use the best round. The
-    booster is kept as UBJSON, XGBoost's own binary format.
+    sample weights, watching train and validation log loss (``mlogloss``) each round; rounds go to
+    TensorBoard as steps (``rounds/train_log_loss``, ``rounds/val_log_loss``). Predictions use the best
+    round. The booster is kept as UBJSON, XGBoost's own binary format; it holds every trained round.
 
     Args:
         max_depth: maximum tree depth.
@@ -42,6 +42,7 @@ class XGBoostModel(BoosterModule):
 
     library = "xgboost"
     native_suffix = "ubj"
+    round_metric = "mlogloss"
     param_ranges = {
         **BoosterModule.param_ranges,
         **SAMPLING_PARAM_RANGES,
@@ -69,16 +70,27 @@ class XGBoostModel(BoosterModule):
 
     def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
         (X, y, w), (X_val, y_val, w_val) = train, val
-        estimator.fit(
-            X,
-            y,
-            sample_weight=w,
-            eval_set=[(X, y), (X_val, y_val)],
-            sample_weight_eval_set=[w, w_val],
-            verbose=False,
-        )
+        if self._progress is not None:  # xgboost takes callbacks as a parameter, not in fit
+            estimator.set_params(callbacks=[_round_callback(self)])
+        try:
+            estimator.fit(
+                X,
+                y,
+                sample_weight=w,
+                eval_set=[(X, y), (X_val, y_val)],
+                sample_weight_eval_set=[w, w_val],
+                verbose=False,
+            )
+        finally:
+            estimator.set_params(callbacks=None)  # the fitted estimator holds no reference to the bar
         curves = estimator.evals_result()
         return {"train": curves["validation_0"], "val": curves["validation_1"]}
+
+    def rounds_kept(self) -> int:
+        # early stopping keeps every round and predicts with those up to the best one
+        if self.hparams.early_stopping_rounds is not None:
+            return int(self.estimator_.best_iteration) + 1
+        return int(self.estimator_.get_booster().num_boosted_rounds())
 
     def native_importance(self) -> np.ndarray:
         """Total gain of each feature over the trees."""
@@ -93,3 +105,15 @@ class XGBoostModel(BoosterModule):
         estimator = _xgboost().XGBClassifier()
         estimator.load_model(bytearray(data))
         return estimator
+
+
+def _round_callback(module: XGBoostModel) -> Any:
+    """An ``xgboost.callback.TrainingCallback`` that reports each round's validation log loss to ``module``."""
+
+    class RoundCallback(_xgboost().callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            curve = evals_log.get("validation_1", {}).get(module.round_metric)
+            module.round_done(epoch, float(curve[-1]) if curve else None)
+            return False  # never stops training itself
+
+    return RoundCallback()
