@@ -290,26 +290,28 @@ def leaderboard_figure(table: "pd.DataFrame", metric: str) -> Any:
         std = np.array(shown[f"{metric}_std"], dtype=float)
         is_cv = np.isnan(low) & ~np.isnan(std)
         low[is_cv], high[is_cv] = values[is_cv] - std[is_cv], values[is_cv] + std[is_cv]
-    noise = shown["noise"].fillna("").to_numpy() if "noise" in shown else np.array([""] * len(shown))
+    # a run's mark; "none": no interval of this metric (a cross-validation, or a score not bootstrapped)
+    noise = shown["noise"].fillna("none").to_numpy() if "noise" in shown else np.full(len(shown), "none")
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(shown) + 2.0))
     y = np.arange(len(shown))
-    styles = {"leader": ("#1f4e79", "leader"), "within noise": ("#9dc3e6", "within the leader's noise"),
-              "": ("#2e75b6", "clearly behind the leader")}
-    for mark, (colour, name) in styles.items():
-        for cv, shape in ((False, "o"), (True, "s")):
-            chosen = (noise == mark) & (is_cv == cv) if mark else ~np.isin(noise, ["leader", "within noise"]) & (is_cv == cv)
+    styles = {"leader": ("#1f4e79", "o", "leader"), "within noise": ("#9dc3e6", "o", "within the leader's noise"),
+              "": ("#2e75b6", "o", "clearly behind the leader"), "none": ("#7f7f7f", "o", "no interval")}
+    for mark, (colour, shape, name) in styles.items():
+        for cv in (False, True):
+            chosen = (noise == mark) & (is_cv == cv)
             if not chosen.any():
                 continue
             errors = np.nan_to_num(np.vstack([values[chosen] - low[chosen], high[chosen] - values[chosen]]))
-            ax.errorbar(values[chosen], y[chosen], xerr=errors, fmt=shape, color=colour, ecolor=colour, capsize=3,
-                        ms=7, label=("cv, mean ± std over splits" if cv else name))
+            ax.errorbar(values[chosen], y[chosen], xerr=errors, fmt="s" if cv else shape, color=colour, ecolor=colour,
+                        capsize=3, ms=7, label="cv, mean ± std over splits" if cv else name)
     chance = CHANCE.get(metric.split("_", 1)[1] if metric.startswith(("val_", "test_")) else metric)
     if chance is not None:
         ax.axvline(chance, color="#c00000", ls="--", lw=1, label=f"chance ({chance:.3g})")
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.7, len(shown) - 0.3)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(f"{metric}  (whiskers: 95% block-bootstrap interval)")
+    intervals = "whiskers: 95% block-bootstrap interval" if (noise != "none").any() else "no bootstrap interval"
+    ax.set_xlabel(f"{metric}  ({intervals})")
     ax.set_title(f"mlfactory leaderboard: {metric}, best on top")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.4 / max(len(shown), 1)), ncol=2, fontsize=8,
               frameon=False)
