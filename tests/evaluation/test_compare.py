@@ -334,3 +334,16 @@ def test_the_plot_draws_intervals_and_the_chance_line(noisy_runs, tmp_path, monk
     assert main(["compare", str(noisy_runs), "--sort", "test_balanced_accuracy"]) == 0
     out = capsys.readouterr().out
     assert "test_balanced_accuracy_lo" in out.splitlines()[0] and "within noise" in out
+
+
+def test_compare_and_list_runs_import_no_training_library(noisy_runs, tmp_path):
+    code = (
+        "import sys, mlfactory\n"
+        "from mlfactory.cli import main\n"
+        f"assert main(['compare', {str(noisy_runs)!r}, '--output', {str(tmp_path)!r}]) == 0\n"
+        f"assert len(mlfactory.list_runs({str(noisy_runs)!r})) == 3\n"
+        "heavy = [m for m in ('torch', 'lightning', 'xgboost') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
