@@ -103,7 +103,7 @@ class Run:
                 return own.merge(returns.drop_duplicates(["datetime", "symbol"]), on=["datetime", "symbol"], how="left")
             if split != "test":
                 raise RunError(f"{self.path} is a cross-validation: its predictions are 'test' (every path) "
-                               "or a split number k (that split's test rows), not {split!r}")
+                               f"or a split number k (that split's test rows), not {split!r}")
             return self._parquet("predictions.parquet")
         return _prediction_table(self, str(split))
 
@@ -228,9 +228,10 @@ def load_run(path: str | Path) -> Run:
     return Run(path, status or {}, row["status"])
 
 
-def list_runs(root: str | Path = "lightning_logs", sort: str = "test_balanced_accuracy",
+def list_runs(root: str | Path | list[str | Path] = "lightning_logs", sort: str = "test_balanced_accuracy",
               include_incomplete: bool = False, top: int | None = None) -> "pd.DataFrame":
-    """The leaderboard of the runs under ``root``: exactly the table ``mlfactory compare`` prints.
+    """The leaderboard of the runs under ``root`` (a folder, a run, or a list of them): exactly the table
+    ``mlfactory compare`` prints for the same paths and options.
 
     One row per fit or cross-validation, best ``sort`` first: model, stage, horizon, data, the
     hyper-parameters that differ (``hp.*``), val and test scores with the 95 % block-bootstrap
@@ -238,7 +239,7 @@ def list_runs(root: str | Path = "lightning_logs", sort: str = "test_balanced_ac
     time, evaluations of the fit, and ``run_dir`` (give it to :func:`load_run`).
     ``include_incomplete`` adds failed, running, dead and broken runs; ``top`` keeps the best N.
     """
-    roots = [Path(root).expanduser()]
+    roots = [Path(p).expanduser() for p in (root if isinstance(root, (list, tuple)) else [root])]
     return compare.compare_runs(roots, sort=sort, include_incomplete=include_incomplete, top=top)[1]
 
 

@@ -153,3 +153,10 @@ def test_a_failed_run_loads_and_says_why_it_has_no_results(root, tmp_path):
         failed.predictions("test")
     with pytest.raises(RunError, match=r"has no metrics/evaluation_metrics.json: the run failed \(DataError: bad\)"):
         failed.metrics
+
+
+def test_a_cross_validation_names_the_predictions_it_has(root):
+    with pytest.raises(RunError, match=r"its predictions are 'test' \(every path\) or a split number k .*not 'val'"):
+        load_run(root / "cv" / "logistic" / "run1").predictions("val")
+    two = list_runs([fit_dir(root, "xgboost"), fit_dir(root, "lstm")])
+    assert sorted(two["model"]) == ["lstm", "xgboost"]
