@@ -440,7 +440,7 @@ def _noise(table: "pd.DataFrame", sort: str) -> list[str | None]:
 def _evaluated_run(run: Path) -> str | None:
     """The run directory a test/validate/predict run evaluated: the parent run it sits in, or the run of
     the ``ckpt_path`` in its ``config.yaml``; else the checkpoint path; None when nothing says."""
-    for parent in run.parents:
+    for parent in run.parents[:3]:  # <fit>/evaluations/<stage>-<id>, or a folder of the user's within it
         if (parent / STATUS).is_file():
             return str(parent)
     ckpt = _ckpt_path(run)
