@@ -21,8 +21,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mlfactory.atomic import replacing, write_json
-from mlfactory.errors import ConfigError
 from mlfactory.data.container import class_mapping
+from mlfactory.errors import ConfigError
 from mlfactory.evaluation import plots
 from mlfactory.evaluation.importance import feature_importance
 from mlfactory.evaluation.report import equity_curve, evaluate_predictions
@@ -111,8 +111,8 @@ class RunRecord(Callback):
         self._failed = True
         if self.run_dir is None and trainer.logger is not None:
             self.run_dir = Path(trainer.log_dir)  # failed before setup, e.g. in the data module's setup
-        if self.run_dir is not None and not self._joins_completed_fit(
-                getattr(trainer.state.fn, "value", "fit")):
+        stage = getattr(trainer.state.fn, "value", "fit")
+        if self.run_dir is not None and not self._joins_completed_fit(stage):  # a completed fit stays complete
             self._write_failed(trainer, exception)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
