@@ -4,7 +4,7 @@ The default storage is a SQLite file in the study directory (``lightning_logs/tu
 ``--tune.storage postgresql://user@host:port/db`` (or any SQLAlchemy URL Optuna's ``RDBStorage`` takes)
 shares one study between processes and machines. Every storage records a heartbeat of each running
 trial: a worker that dies mid-trial (killed, out of memory, power cut) stops beating, and the next worker
-to look marks its trial failed and enqueues it again with the same parameters (``RetryFailedTrialCallback``).
+to look marks its trial failed and enqueues it again with the same parameters (``RetryHeartbeatStaleTrialCallback``).
 
 Workers take trial slots under a lock (PostgreSQL: an advisory lock; SQLite: a file lock beside the
 database), so a study of ``n_trials`` ends with exactly that many trials however many workers share it.
@@ -34,8 +34,10 @@ def open_storage(url: str, heartbeat: int, retries: int) -> Any:
     A trial whose heartbeat is older than ``3 * heartbeat`` s is marked failed and retried up to
     ``retries`` times.
     """
+    import warnings
+
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     shown = _redacted(url)
@@ -44,20 +46,32 @@ def open_storage(url: str, heartbeat: int, retries: int) -> Any:
                         "postgresql://user:password@host:5432/db or sqlite:///path/study.db")
     if heartbeat < 1:
         raise TuneError(f"--tune.heartbeat {heartbeat} must be at least 1 second")
+    url = _with_driver(url)
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=_engine_kwargs(url),
-            heartbeat_interval=heartbeat,
-            grace_period=3 * heartbeat,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=retries) if retries > 0 else None,
-        )
-    except (SQLAlchemyError, ArgumentError, ModuleNotFoundError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=retries) if retries > 0 else None
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat,
+                              grace_period=3 * heartbeat, heartbeat_stale_trial_callback=retry)
+    except ImportError:
+        raise TuneError(f"the study storage {shown} needs a database driver that is not installed; for PostgreSQL: "
+                        "pip install psycopg2-binary (or mlfactory's postgres extra)") from None
+    except (SQLAlchemyError, ArgumentError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise TuneError(f"cannot open the study storage {shown} ({type(err).__name__}: {first}); check that the "
                         "database server is running and reachable, and the URL's user, password and database") from None
     except optuna.exceptions.StorageInternalError as err:
         raise TuneError(f"cannot open the study storage {shown} ({err}); check the database server") from None
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3, mlfactory ships psycopg2."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

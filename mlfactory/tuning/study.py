@@ -121,6 +121,7 @@ class TrialOutcome:
     period_returns: np.ndarray
 
 
+_WAIT = object()
 RunTrial = Callable[[Any, dict[str, Any], Path], TrialOutcome]
 
 
@@ -205,6 +206,9 @@ class Worker:
                 if self.settings.storage is None:
                     self._fail_dead_local(study)
                 trial = self._next_trial(study)
+            if trial is _WAIT:  # every slot is taken; a running trial may yet fail and come back to be retried
+                time.sleep(min(self.settings.heartbeat, 2))
+                continue
             if trial is None:
                 break
             self._run(study, trial)
@@ -230,21 +234,26 @@ class Worker:
 
     def _retry(self, study: Any, frozen: Any) -> None:
         """Enqueue a failed trial again with its parameters (at most ``retries`` times), as a lost heartbeat does."""
-        from optuna.storages import RetryFailedTrialCallback
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         if self.settings.retries > 0:
-            RetryFailedTrialCallback(max_retry=self.settings.retries)(study, frozen)
+            RetryHeartbeatStaleTrialCallback(max_retry=self.settings.retries)(study, frozen)
 
     def _next_trial(self, study: Any) -> Any:
-        """A new trial (or a waiting retry), or None when the study has all its trials."""
+        """A new trial (or a waiting retry); ``_WAIT`` while all slots are taken but trials still run; None when done.
+
+        A worker stays until no trial runs, so that the trial of a worker that dies is retried (its
+        heartbeat stops) and the last worker's summary covers every trial.
+        """
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        retried = {t.system_attrs.get("failed_trial") for t in trials if "failed_trial" in t.system_attrs}
+        # a trial run again (a retry's retry_history lists it) counts once, through its retry
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
         used = sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting and used >= self.settings.n_trials:
-            return None
+            return _WAIT if any(t.state == TrialState.RUNNING for t in trials) else None
         return study.ask()
 
     # --- one trial ------------------------------------------------------------------------------
