@@ -105,14 +105,14 @@ def test_a_native_folder_from_before_channels_loads_as_the_per_feature_model(nam
 
 # the defaults a saved model was built with before they changed, and a stand-in for "today's defaults"
 FORMER_DEFAULTS = {
-    "inceptiontime": ({"n_filters": 32, "bottleneck_size": 32, "kernel_size": 40}, {"depth": 3}),
+    "inceptiontime": ({"n_filters": 32, "bottleneck_size": 32}, {"depth": 3, "kernel_size": 8}),
     "tft": ({"hidden_size": 64, "channels": None}, {"n_heads": 2}),
 }
 
 
 def test_the_defaults_changed_for_cpu_sizes_are_not_the_former_ones():
     assert {k: InceptionTimeModel(n_features=3).hparams[k] for k in FORMER_DEFAULTS["inceptiontime"][0]} == {
-        "n_filters": 16, "bottleneck_size": 16, "kernel_size": 10}
+        "n_filters": 16, "bottleneck_size": 16}
     assert (TFTModel(n_features=3).hparams.hidden_size, TFTModel(n_features=3).hparams.channels) == (32, 16)
 
 
@@ -144,7 +144,7 @@ def test_a_native_folder_with_a_changed_default_of_the_wrong_type_is_refused(tmp
 
     create_model("inceptiontime", n_features=3, depth=3).export_native(tmp_path)
     saved = json.loads((tmp_path / "hparams.json").read_text())
-    saved["init_args"]["kernel_size"] = "forty"
+    saved["init_args"]["n_filters"] = "thirty-two"
     (tmp_path / "hparams.json").write_text(json.dumps(saved))
-    with pytest.raises(MLFactoryError, match="kernel_size='forty' is not a int"):
+    with pytest.raises(MLFactoryError, match="n_filters='thirty-two' is not a int"):
         create_model("inceptiontime", n_features=3, depth=3).load_native(tmp_path)
