@@ -245,66 +245,15 @@ def list_runs(root: str | Path | list[str | Path] = "lightning_logs", sort: str 
 
 def _prediction_table(run: Run, split: str) -> "pd.DataFrame":
     """A fit's ``predictions/<split>_predictions.npz`` as a DataFrame, with ``fwd_return`` where it can be joined."""
-    import numpy as np
-    import pandas as pd
-
-    from mlfactory.data.contract import CLASS_NAMES
-
     path = run.path / compare.PREDICTIONS.format(split=split)
     if not path.is_file():
         saved = sorted(p.name.removesuffix("_predictions.npz") for p in (run.path / "predictions").glob("*_predictions.npz"))
         choices = f"it has {', '.join(saved)}" if saved else "it saved no predictions"
         raise RunError(f"{run.path} has no {split} predictions ({path.name}); {choices}{run._why_missing() if not saved else ''}")
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            probs = saved["probabilities"]
-            table = pd.DataFrame({
-                "datetime": pd.to_datetime(saved["datetime"]).tz_localize("UTC"),
-                "symbol": saved["symbol"].astype(str),
-                "label": saved["label"].astype(np.int64),
-                **{f"p_{name}": probs[:, i] for i, name in enumerate(CLASS_NAMES)},
-                "predicted_class": saved["predicted_class"],
-                "confidence": saved["confidence"],
-                "row": saved["row"],
-            })
-    except (OSError, ValueError, KeyError) as err:
-        raise RunError(f"{path} is unreadable ({type(err).__name__}: {err}); the run record is damaged") from None
-    returns = _forward_returns(run, split.removeprefix("predict_"))
-    if returns is not None:
-        table = table.merge(returns, on=[c for c in ("datetime", "symbol") if c in returns], how="left")
-    return table
-
-
-def _forward_returns(run: Run, split: str) -> "pd.DataFrame | None":
-    """``datetime``, ``symbol``, ``fwd_return`` of the split the run was trained on, if its file is still there."""
-    import pandas as pd
-
-    from mlfactory.data.contract import fwd_return_column, split_file
-
+    table = compare.prediction_table(path)
+    if table is None:
+        raise RunError(f"{path} is unreadable; the run record is damaged")
     if compare._inside_cv_run(run.path):  # a split of a cross-validation predicts development rows, not `test`
-        return None
-    data = (run.config["training"].get("data") or {}) if split in ("train", "val", "test") else {}
-    horizon = data.get("horizon")
-    if not horizon or "data_dir" not in data:
-        return None
-    if data["data_dir"]:
-        folder = Path(data["data_dir"])
-    else:  # the embedded sample data: where this machine keeps it (built on first use, like a fit would)
-        from mlfactory.data.synthetic import default_data_dir
-
-        folder = default_data_dir(signal=bool(data.get("sample_signal", True)))
-    path, column = folder / split_file(split), fwd_return_column(int(horizon))
-    try:
-        import pyarrow.parquet as pq
-
-        names = set(pq.read_schema(path).names)
-        if column not in names:
-            return None
-        frame = pd.read_parquet(path, columns=["datetime", column] + (["symbol"] if "symbol" in names else []))
-    except (OSError, ValueError):
-        return None
-    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
-    if "symbol" not in frame:  # one series: the predictions name it ""
-        frame["symbol"] = ""
-    frame["symbol"] = frame["symbol"].astype(str)
-    return frame.rename(columns={column: "fwd_return"}).drop_duplicates(["datetime", "symbol"])
+        return table
+    data = run.config["training"].get("data") or {}
+    return compare.with_forward_returns(table, data, split.removeprefix("predict_"), build_sample=True)

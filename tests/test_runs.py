@@ -160,3 +160,13 @@ def test_a_cross_validation_names_the_predictions_it_has(root):
         load_run(root / "cv" / "logistic" / "run1").predictions("val")
     two = list_runs([fit_dir(root, "xgboost"), fit_dir(root, "lstm")])
     assert sorted(two["model"]) == ["lstm", "xgboost"]
+
+
+def test_the_sharpe_ranking_has_intervals_around_the_recorded_ratios(root):
+    table = list_runs(root, sort="test_sharpe")
+    fits = table[table["stage"] == "fit"]
+    assert len(fits) == 2 and {"test_sharpe_lo", "test_sharpe_hi", "noise"} <= set(table.columns)
+    for row in fits.itertuples():
+        recorded = load_run(row.run_dir).metrics["test"]["trading"]["sharpe_annualised"]
+        assert row.test_sharpe == pytest.approx(recorded) and row.test_sharpe_lo < recorded < row.test_sharpe_hi
+    assert set(fits["noise"]) <= {"leader", "within noise", ""} and "leader" in set(fits["noise"])

@@ -4,13 +4,14 @@ Rows are fits and cross-validations. A ``test``/``validate``/``predict`` run joi
 whose checkpoint it evaluated (column ``evaluations``); one whose fit is not among the runs is a row
 of its own, labelled by its ``stage`` and ``evaluates``. Every fit's val and test scores that can be
 recomputed from its saved predictions get a 95 % confidence interval from a block bootstrap over days
-(:func:`bootstrap_ci`, docs/metrics.md), and ``noise`` says which runs are within the noise of the
+(:func:`bootstrap_ci`, :func:`sharpe_ci`; docs/metrics.md), and ``noise`` says which runs are within the noise of the
 leader. :func:`compare_runs` is what ``mlfactory compare`` prints and ``mlfactory.list_runs`` returns.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -381,10 +382,126 @@ def bootstrap_ci(labels: np.ndarray, predicted: np.ndarray, timestamps: np.ndarr
     return {**result, "blocks": n_blocks, "block": length}
 
 
+def sharpe_ci(strategy: np.ndarray, timestamps: np.ndarray, horizon: int, periods_per_year: float,
+              level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """The annualised Sharpe ratio of the strategy returns and its block-bootstrap interval.
+
+    The periods are the trading report's (:func:`mlfactory.evaluation.trading.trading_report`): per
+    timestamp the mean strategy return over the symbols, every ``horizon``-th timestamp. Those
+    periods are grouped into blocks (:func:`time_blocks`) and resampled as in :func:`bootstrap_ci`;
+    each draw's ratio is mean / std (ddof 1) of its periods, times √``periods_per_year``.
+
+    Returns ``sharpe`` (the point estimate), ``interval`` (low, high), ``blocks`` and ``block``.
+    """
+    import pandas as pd
+
+    per_period = pd.Series(np.asarray(strategy, dtype=float)).groupby(np.asarray(timestamps)).mean().sort_index()
+    spaced = per_period.iloc[::horizon]
+    values = spaced.to_numpy()
+    block, length = time_blocks(spaced.index.to_numpy())
+    n_blocks = int(block.max()) + 1
+    sums = np.stack([np.bincount(block, minlength=n_blocks), np.bincount(block, values, n_blocks),
+                     np.bincount(block, values**2, n_blocks)], axis=1)
+    draws = np.random.default_rng(seed).multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=samples)
+    count, total, squares = (draws @ sums).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = (squares - total**2 / count) / (count - 1)
+        ratios = total / count / np.sqrt(variance) * np.sqrt(periods_per_year)
+    point = values.mean() / values.std(ddof=1) * np.sqrt(periods_per_year) if len(values) > 1 else float("nan")
+    tail = 100 * (1 - level) / 2
+    finite = ratios[np.isfinite(ratios)]
+    interval = tuple(float(q) for q in np.percentile(finite, [tail, 100 - tail])) if len(finite) else (None, None)
+    return {"sharpe": float(point), "interval": interval, "blocks": n_blocks, "block": length}
+
+
+def prediction_table(path: Path) -> "pd.DataFrame | None":
+    """A ``<split>_predictions.npz`` as a DataFrame: ``datetime`` (UTC), ``symbol``, ``label``, ``p_down``,
+    ``p_neutral``, ``p_up``, ``predicted_class``, ``confidence``, ``row``; None when it cannot be read."""
+    import pandas as pd
+
+    from mlfactory.data.contract import CLASS_NAMES
+
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            probs = saved["probabilities"]
+            return pd.DataFrame({
+                "datetime": pd.to_datetime(saved["datetime"]).tz_localize("UTC"),
+                "symbol": saved["symbol"].astype(str),
+                "label": saved["label"].astype(np.int64),
+                **{f"p_{name}": probs[:, i] for i, name in enumerate(CLASS_NAMES)},
+                "predicted_class": saved["predicted_class"],
+                "confidence": saved["confidence"],
+                "row": saved["row"],
+            })
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def with_forward_returns(table: "pd.DataFrame", data: dict[str, Any], split: str,
+                         build_sample: bool = False) -> "pd.DataFrame":
+    """``table`` with ``fwd_return`` joined on (datetime, symbol) from the run's split file, when it is there.
+
+    ``data`` is the run's data settings (``training_config.json``). A run on the embedded sample data
+    reads its cache; ``build_sample`` builds it first when this machine has none (as a fit would).
+    """
+    import pandas as pd
+
+    from mlfactory.data.contract import fwd_return_column, split_file
+
+    horizon = data.get("horizon")
+    if split not in ("train", "val", "test") or not horizon or "data_dir" not in data:
+        return table
+    if data["data_dir"]:
+        folder = Path(data["data_dir"])
+    else:
+        from mlfactory.data.synthetic import SAMPLE_VERSION, default_data_dir
+
+        variant = "signal" if data.get("sample_signal", True) else "nosignal"
+        cache = os.environ.get("MLFACTORY_CACHE")  # where default_data_dir keeps it, without building it
+        folder = Path(cache).expanduser() if cache else Path.home() / ".cache" / "mlfactory"
+        folder = folder / f"{SAMPLE_VERSION}-{variant}"
+        if build_sample and not folder.is_dir():
+            folder = default_data_dir(signal=variant == "signal")
+    path, column = folder / split_file(split), fwd_return_column(int(horizon))
+    try:
+        import pyarrow.parquet as pq
+
+        names = set(pq.read_schema(path).names)
+        if column not in names:
+            return table
+        frame = pd.read_parquet(path, columns=["datetime", column] + (["symbol"] if "symbol" in names else []))
+    except (OSError, ValueError):
+        return table
+    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
+    frame["symbol"] = frame["symbol"].astype(str) if "symbol" in frame else ""  # one series: predictions say ""
+    frame = frame.rename(columns={column: "fwd_return"}).drop_duplicates(["datetime", "symbol"])
+    return table.merge(frame, on=["datetime", "symbol"], how="left")
+
+
+def _sharpe_interval(run: Path, split: str) -> dict[str, Any] | None:
+    """The test/val Sharpe interval of a fit whose split file still holds the forward returns."""
+    evaluation, _ = _read_record(run, EVALUATION)
+    training, _ = _read_record(run, TRAINING_CONFIG)
+    trading = ((evaluation or {}).get(split) or {}).get("trading")
+    data = (training or {}).get("data")
+    if not isinstance(trading, dict) or not isinstance(data, dict) or not trading.get("sharpe_periods_per_year"):
+        return None
+    table = prediction_table(run / PREDICTIONS.format(split=split))
+    if table is None or table.empty:
+        return None
+    table = with_forward_returns(table, data, split)
+    if "fwd_return" not in table or table["fwd_return"].isna().any():
+        return None  # the split file is gone or no longer the one the run saw
+    strategy = (table["predicted_class"].to_numpy() - 1) * table["fwd_return"].to_numpy(dtype=float)
+    return sharpe_ci(strategy, table["datetime"].dt.tz_localize(None).to_numpy(), int(data["horizon"]),
+                     float(trading["sharpe_periods_per_year"]))
+
+
 def _with_intervals(table: "pd.DataFrame") -> "pd.DataFrame":
     """``<split>_<metric>_lo``/``_hi`` for every complete run that saved that split's predictions."""
     columns: dict[str, list[Any]] = {f"{split}_{m}_{end}": [] for split in ("val", "test")
                                      for m in BOOTSTRAP_METRICS for end in ("lo", "hi")}
+    columns.update({f"{split}_sharpe_{end}": [] for split in ("val", "test") for end in ("lo", "hi")})
     columns["ci_block"] = []
     for run_dir, state in zip(table["run_dir"], table["status"]):
         block = None
@@ -394,6 +511,10 @@ def _with_intervals(table: "pd.DataFrame") -> "pd.DataFrame":
                 low, high = interval[m] if interval else (None, None)
                 columns[f"{split}_{m}_lo"].append(low)
                 columns[f"{split}_{m}_hi"].append(high)
+            sharpe = _sharpe_interval(Path(run_dir), split) if interval else None
+            low, high = sharpe["interval"] if sharpe else (None, None)
+            columns[f"{split}_sharpe_lo"].append(low)
+            columns[f"{split}_sharpe_hi"].append(high)
             block = f"{interval['blocks']} x {interval['block']}" if interval else block  # test's, when it has one
         columns["ci_block"].append(block)
     return table.assign(**columns)

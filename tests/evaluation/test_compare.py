@@ -347,3 +347,18 @@ def test_compare_and_list_runs_import_no_training_library(noisy_runs, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_sharpe_interval_is_around_the_trading_reports_ratio():
+    from mlfactory.evaluation.compare import sharpe_ci
+    from mlfactory.evaluation.trading import trading_report
+
+    rng = np.random.default_rng(3)
+    times = np.repeat(minutes(30, 60), 2)  # two symbols, 30 days of 60 bars
+    probs = rng.dirichlet(np.ones(3), len(times))
+    fwd = rng.normal(0.0002, 0.001, len(times)) + 0.001 * (probs.argmax(axis=1) - 1)  # the signal is right on average
+    report = trading_report(probs, fwd, times, horizon=5)
+    result = sharpe_ci((probs.argmax(axis=1) - 1) * fwd, times, 5, report["sharpe_periods_per_year"])
+    assert result["sharpe"] == pytest.approx(report["sharpe_annualised"])
+    low, high = result["interval"]
+    assert 0 < low < result["sharpe"] < high and (result["blocks"], result["block"]) == (30, "1 day")
