@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -15,18 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from mlfactory.atomic import process_alive
 from mlfactory.callbacks.run_record import RunRecord
+from mlfactory.cli.console import HelpFormatter, console, describe_model_options, pop_flag, subcommand_kwargs, usage_message
+from mlfactory.cli.progress import FactoryProgressBar, FitAnnouncement
 from mlfactory.data.datamodule import FactoryDataModule
 from mlfactory.errors import ConfigError, RunError
 from mlfactory.models.base import FactoryModule
 from mlfactory.registry import class_path_for, list_models, registry_name_of
 
-SHARED_CONFIG = Path("configs") / "training.yaml"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+"""The recipes shipped with the package; ``configs/`` in a clone is a link to this folder."""
+SHARED_CONFIG = RECIPES / "training.yaml"
+"""The training defaults, applied to every trainer command before any ``--config``, from any directory."""
 LOG_ROOT = "lightning_logs"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # class paths a run's config.yaml or a checkpoint may name besides registered models
@@ -38,30 +44,79 @@ def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+def recipe_names() -> list[str]:
+    """The packaged recipes, by the name ``--config`` takes (``lstm``, ``xgboost``, ...)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml") if p != SHARED_CONFIG)
+
+
+def find_recipe(value: str) -> Path | None:
+    """The file a ``--config`` value names, or None if it is no file name (inline YAML).
+
+    An existing file wins. Otherwise a packaged recipe by name (``lstm``, ``lstm.yaml``,
+    ``search/lstm``), or by a clone's path to it (``configs/lstm.yaml``, from any directory). A value
+    that looks like a file name (``.yaml``, ``.yml``, ``.json``) but is none of these is a ConfigError.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    candidates = [RECIPES / value, RECIPES / f"{value}.yaml"]
+    if path.parent.name == "configs":  # configs/lstm.yaml typed outside a clone
+        candidates.append(RECIPES / path.name)
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve().is_relative_to(RECIPES.resolve()):
+            return candidate
+    if path.suffix in (".yaml", ".yml", ".json") or value.isidentifier():
+        raise ConfigError(
+            f"--config {value}: no such file, and not a packaged recipe. Pass a YAML file, or one of: "
+            f"{', '.join(recipe_names())}"
+        )
+    return None
+
+
 class FactoryCLI(LightningCLI):
     """LightningCLI over every registered model and :class:`FactoryDataModule`.
 
     Adds the checkpoint and early-stopping callbacks as configurable groups (``--checkpoint.*``,
-    ``--early_stopping.*``), the run record, and a TensorBoard logger whose directory is the run
-    directory ``lightning_logs/<model>/<run_id>``.
+    ``--early_stopping.*``), the run record, the progress bar, and a TensorBoard logger whose
+    directory is the run directory ``lightning_logs/<model>/<run_id>`` (for validate/test/predict of a
+    run's checkpoint, ``<run>/evaluations/<command>-<run_id>``). ``--verbose`` in ``args`` shows
+    Lightning's start-up lines, the model summary and library warnings, which are hidden otherwise.
     """
 
     def __init__(self, args: list[str], run_dir: Path | None = None) -> None:
         self.resume_dir = run_dir
-        shared = [str(SHARED_CONFIG)] if SHARED_CONFIG.is_file() else []
-        super().__init__(
-            model_class=FactoryModule,
-            datamodule_class=FactoryDataModule,
-            subclass_mode_model=True,
-            trainer_defaults={"callbacks": [RunRecord()]},
-            seed_everything_default=42,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={command: {"default_config_files": shared} for command in self.subcommands()},
-            auto_configure_optimizers=False,
-            args=args,
-        )
+        args, self.verbose = pop_flag(list(args), "--verbose")
+        recipes = recipe_names()
+        parser_kwargs: dict[str, Any] = {"exit_on_error": False, "formatter_class": HelpFormatter}
+        for command in self.subcommands():
+            parser_kwargs[command] = {"default_config_files": [str(SHARED_CONFIG)], "exit_on_error": False,
+                                      **subcommand_kwargs(command, recipes)}
+        with console(self.verbose):
+            super().__init__(
+                model_class=FactoryModule,
+                datamodule_class=FactoryDataModule,
+                subclass_mode_model=True,
+                trainer_defaults={"callbacks": [RunRecord()]},
+                seed_everything_default=42,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs=parser_kwargs,
+                auto_configure_optimizers=False,
+                args=args,
+            )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse as LightningCLI does; a usage error is one line on stderr and exit code 2."""
+        try:
+            super().parse_arguments(parser, args)
+        except argparse.ArgumentError as err:
+            command = args[0] if args and args[0] in self.subcommands() else "fit"
+            options = [o for a in self._parser(command)._actions for o in a.option_strings]
+            print(f"mlfactory: error: {usage_message(str(err), list(args or []), options)}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        describe_model_options(parser)
+        parser.set_defaults({"trainer.enable_model_summary": self.verbose})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -79,13 +134,30 @@ class FactoryCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):  # unless the user chose a logger: the run directory
-            if self.resume_dir is not None:
-                run = self.resume_dir
-            else:
-                name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
-                run = Path(config.get("default_root_dir") or ".") / LOG_ROOT / name / new_run_id()
+            run = self.resume_dir or self._evaluation_dir(config) or self._new_run_dir(config)
             kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name)
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks = [*callbacks, FactoryProgressBar()]
+        kwargs["callbacks"] = [*callbacks, FitAnnouncement()]
         return super().instantiate_trainer(**kwargs)
+
+    def _new_run_dir(self, config: dict[str, Any]) -> Path:
+        name = getattr(self.model, "registry_name", "") or type(self.model).__name__.lower()
+        return Path(config.get("default_root_dir") or ".") / LOG_ROOT / name / new_run_id()
+
+    def _evaluation_dir(self, config: dict[str, Any]) -> Path | None:
+        """``<run>/evaluations/<command>-<run_id>`` for validate/test/predict of a checkpoint inside a run.
+
+        None for a fit, for a checkpoint outside a run directory, and when ``--trainer.default_root_dir``
+        says where runs go (then the evaluation is a run of its own there, as before).
+        """
+        if self.subcommand == "fit" or config.get("default_root_dir"):
+            return None
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        run = run_of_checkpoint(ckpt_path) if ckpt_path else None
+        return None if run is None else run / "evaluations" / f"{self.subcommand}-{new_run_id()}"
 
     def _parse_ckpt_path(self) -> None:
         # validate/test/predict: prepare_args already put the checkpoint's model (checked against the
@@ -194,6 +266,15 @@ def _quiet_disk_full_in_threads() -> None:
     threading.excepthook = hook
 
 
+def run_of_checkpoint(ckpt_path: str) -> Path | None:
+    """The run directory holding ``RUN/checkpoints/<file>.ckpt``, or None for a checkpoint kept elsewhere."""
+    path = Path(ckpt_path)
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and ((run / "status.json").is_file() or (run / "config.yaml").is_file()):
+        return run
+    return None
+
+
 def resume_args(argv: list[str]) -> tuple[list[str], Path | None]:
     """``fit --resume RUN_DIR``: the run's own config and its last checkpoint, into the same directory.
 
@@ -222,7 +303,7 @@ def prepare_args(argv: list[str]) -> list[str]:
     jsonargparse resolves ``--model NAME`` only against imported class names, and validate/test/predict
     demand ``--model`` before the checkpoint is read; both are settled here, before parsing.
     """
-    args = list(argv)
+    args = model_before_its_options(list(argv))
     names_model = False
     for i, token in enumerate(args):
         if token in ("--model", "--model.help") and i + 1 < len(args):
@@ -244,6 +325,24 @@ def prepare_args(argv: list[str]) -> list[str]:
     return args
 
 
+def model_before_its_options(args: list[str]) -> list[str]:
+    """Move ``--model NAME`` before the first ``--model.x`` option, so ``--model.x`` may come first.
+
+    jsonargparse applies an option given before the model is chosen to the base class, which rejects it.
+    A ``--config`` between them is left alone (moving the model before it would change what wins).
+    """
+    firsts = [i for i, token in enumerate(args) if token.startswith("--model.") and not token.startswith("--model.help")]
+    named = [i for i, token in enumerate(args) if token == "--model" and i + 1 < len(args)]
+    if not firsts or len(named) != 1 or named[0] < firsts[0]:
+        return args
+    start, at = firsts[0], named[0]
+    if any(token in ("--config", "-c") or token.startswith("--config=") for token in args[start:at]):
+        return args
+    pair = args[at:at + 2]
+    rest = args[:at] + args[at + 2:]
+    return rest[:start] + pair + rest[start:]
+
+
 def _class_path_value(value: str) -> str:
     if value.startswith("{") or value.startswith("-"):
         return value  # an inline dict or a flag: leave it to jsonargparse
@@ -251,10 +350,14 @@ def _class_path_value(value: str) -> str:
 
 
 def _resolve_config(value: str) -> tuple[str, bool]:
-    """Map a recipe's ``model: lstm`` (or ``class_path: lstm``) to the class path; return YAML text if changed."""
-    path = Path(value)
-    if not path.is_file():
+    """A packaged recipe's path for its name; a recipe's ``model: lstm`` (or ``class_path: lstm``) as the class path.
+
+    Returns the YAML text if the model name was rewritten, else the file's path, and whether it names a model.
+    """
+    path = find_recipe(value)
+    if path is None:
         return value, False
+    value = str(path)
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:

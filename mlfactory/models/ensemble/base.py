@@ -22,6 +22,23 @@ from mlfactory.models.ensemble.members import (
 from mlfactory.models.estimator import FitOnceModule
 
 
+DEFAULT_MEMBERS: list[MemberSpec] = [
+    {"name": "xgboost", "n_estimators": 200},
+    {"name": "lightgbm", "n_estimators": 200},
+    {"name": "catboost", "n_estimators": 200},
+]
+"""The members of ``--model voting`` (stacking, blending) without ``--model.members``: the three boosting
+libraries, each at most 200 rounds (early-stopped on val), so the bare command trains in about the time
+of one default booster."""
+
+
+def copy_members(members: Any) -> Any:
+    """A member list of its own (a shared default must not be changed through one ensemble's hparams)."""
+    if not isinstance(members, (list, tuple)):
+        return members  # refused with a clear message by the constructor
+    return [dict(spec) if isinstance(spec, dict) else spec for spec in members]
+
+
 class EnsembleModule(FitOnceModule):
     """Members given by registry name (with their own parameters), fitted once like any estimator.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mlfactory.models.ensemble.base import MetaLearnerEnsemble
+from mlfactory.models.ensemble.base import DEFAULT_MEMBERS, MetaLearnerEnsemble, copy_members
 from mlfactory.models.ensemble.members import MemberSpec
 from mlfactory.registry import register
 
@@ -20,7 +20,8 @@ class BlendingEnsemble(MetaLearnerEnsemble):
     final evaluation. The val metrics of a blend are in-sample for its meta-learner: judge it on test.
 
     Args:
-        members: registry names, or mappings ``{name: <model>, <param>: <value>}``.
+        members: registry names, or mappings ``{name: <model>, <param>: <value>}``; unset: xgboost,
+            lightgbm and catboost with at most 200 rounds each.
         meta_C: inverse L2 strength of the multinomial logistic meta-learner.
         neural_max_epochs: epoch limit for neural members.
         neural_patience: early-stopping patience for neural members.
@@ -31,11 +32,12 @@ class BlendingEnsemble(MetaLearnerEnsemble):
     def __init__(
         self,
         *,
-        members: list[MemberSpec],
+        members: list[MemberSpec] = DEFAULT_MEMBERS,  # noqa: B006 - LightningCLI shows the default; copied below
         meta_C: float = 1.0,
         neural_max_epochs: int = 10,
         neural_patience: int = 3,
     ) -> None:
+        members = copy_members(members)
         super().__init__(members, neural_max_epochs, neural_patience)
         self.save_hyperparameters()
 

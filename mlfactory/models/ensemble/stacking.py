@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from mlfactory.data.container import SplitData
-from mlfactory.models.ensemble.base import MetaLearnerEnsemble
+from mlfactory.models.ensemble.base import DEFAULT_MEMBERS, MetaLearnerEnsemble, copy_members
 from mlfactory.models.ensemble.members import MemberSpec
 from mlfactory.registry import register
 
@@ -51,7 +51,8 @@ class StackingEnsemble(MetaLearnerEnsemble):
     ``n_folds + 1`` times.
 
     Args:
-        members: registry names, or mappings ``{name: <model>, <param>: <value>}``.
+        members: registry names, or mappings ``{name: <model>, <param>: <value>}``; unset: xgboost,
+            lightgbm and catboost with at most 200 rounds each.
         n_folds: chronological folds of the training split, at least 2.
         embargo: bars dropped from the fit rows after each held-out block, per symbol.
         meta_C: inverse L2 strength of the multinomial logistic meta-learner.
@@ -70,13 +71,14 @@ class StackingEnsemble(MetaLearnerEnsemble):
     def __init__(
         self,
         *,
-        members: list[MemberSpec],
+        members: list[MemberSpec] = DEFAULT_MEMBERS,  # noqa: B006 - LightningCLI shows the default; copied below
         n_folds: int = 3,
         embargo: int = 10,
         meta_C: float = 1.0,
         neural_max_epochs: int = 10,
         neural_patience: int = 3,
     ) -> None:
+        members = copy_members(members)
         super().__init__(members, neural_max_epochs, neural_patience)
         self.save_hyperparameters()
 

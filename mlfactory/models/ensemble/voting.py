@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlfactory.errors import EnsembleCompatibilityError
-from mlfactory.models.ensemble.base import EnsembleModule
+from mlfactory.models.ensemble.base import DEFAULT_MEMBERS, EnsembleModule, copy_members
 from mlfactory.models.ensemble.members import MemberSpec
 from mlfactory.registry import register
 
@@ -22,7 +22,8 @@ class VotingEnsemble(EnsembleModule):
     ensemble's probabilities.
 
     Args:
-        members: registry names, or mappings ``{name: <model>, <param>: <value>}``.
+        members: registry names, or mappings ``{name: <model>, <param>: <value>}``; unset: xgboost,
+            lightgbm and catboost with at most 200 rounds each.
         weights: one non-negative weight per member; unset = equal weights.
         voting: ``soft`` averages probabilities, ``hard`` counts predicted classes.
         neural_max_epochs: epoch limit for neural members.
@@ -34,12 +35,13 @@ class VotingEnsemble(EnsembleModule):
     def __init__(
         self,
         *,
-        members: list[MemberSpec],
+        members: list[MemberSpec] = DEFAULT_MEMBERS,  # noqa: B006 - LightningCLI shows the default; copied below
         weights: list[float] | None = None,
         voting: Literal["soft", "hard"] = "soft",
         neural_max_epochs: int = 10,
         neural_patience: int = 3,
     ) -> None:
+        members = copy_members(members)
         super().__init__(members, neural_max_epochs, neural_patience)
         self.save_hyperparameters()
         if weights is not None and (len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0):
