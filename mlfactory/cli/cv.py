@@ -42,6 +42,10 @@ class CrossValidationCLI(FactoryCLI):
         seed = config.get("seed_everything")
 
         def make_model() -> L.LightningModule:
+            # seeded before the model is built, as fit seeds before it instantiates the config: a split's
+            # initial weights are those of a plain fit with the same seed
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                L.seed_everything(seed, verbose=False)
             self._fresh = self.parser.instantiate_classes(self.config)
             return self._fresh[subcommand]["model"]
 
@@ -50,8 +54,6 @@ class CrossValidationCLI(FactoryCLI):
             self.config_init = self._fresh
             self.resume_dir = split_dir  # FactoryCLI's logger then writes the split's record there
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": [RunRecord()]}
-            if isinstance(seed, int) and not isinstance(seed, bool):
-                L.seed_everything(seed, verbose=False)
             return self.instantiate_trainer()
 
         summary = run_cv(make_model, self.datamodule, make_trainer, run_dir, settings)

@@ -171,6 +171,15 @@ class FactoryDataModule(L.LightningDataModule):
             restricted.container = base
         return restricted
 
+    def with_threads(self, threads: int) -> "FactoryDataModule":
+        """The same data module fitting with ``threads`` CPU threads, its recorded hyper-parameters saying so
+        (a cross-validation worker's share of the cores)."""
+        result = copy.copy(self)
+        result.threads = threads
+        result._hparams = copy.copy(self.hparams)
+        result._hparams["threads"] = threads
+        return result
+
     def multires_lookbacks(self) -> dict[str, int]:
         """Bins per window of each multi-resolution timeframe, in ``timeframes`` order (builds the bins once)."""
         container = self._require_container()
@@ -228,6 +237,7 @@ def _balanced_on_rows(container: TimeSeriesDataContainer, rows: np.ndarray) -> T
         container.feature_names, container.horizon, container.data_dir, container.metadata,
     )
     balanced.class_factors = factors.tolist()
+    balanced._multires = container._multires  # raw-bar bins do not depend on the weights: keep the ones built
     return balanced
 
 

@@ -3,6 +3,8 @@
 Every split is ``Trainer.fit(model, datamodule.restricted(train=, val=, predict=))`` on a container
 whose three splits are all the development rows (train + val of the split directory, test too with
 ``include_test``), so a split can train on rows from either side of the directory's own boundary.
+What does not depend on the split is done once, before the first fit (:class:`SharedWork`); with
+``workers > 1`` the splits run in forked processes that share it (:mod:`mlfactory.validation.workers`).
 Layout of the record: docs/validation.md.
 """
 
@@ -11,30 +13,46 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import socket
+import random
 import time
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mlfactory.atomic import replacing, write_json
-from mlfactory.data.contract import CLASS_NAMES
 from mlfactory.data.split import SplitData
-from mlfactory.validation.splits import ROLES, CVError, CVPlan, cpcv, purged_kfold, walk_forward
+from mlfactory.errors import MLFactoryError
+from mlfactory.validation.record import (
+    PROB_COLUMNS,
+    QUANTILES,
+    Status,
+    across,
+    distribution,
+    fold_figure,
+    folds_table,
+    mark_unfinished_splits,
+    path_scores,
+    predictions_table,
+    scores,
+)
+from mlfactory.validation.splits import CVError, CVPlan, CVSplit, cpcv, purged_kfold, walk_forward
+from mlfactory.validation.workers import fork_available, run_forked
 
 if TYPE_CHECKING:
     import lightning as L
 
     from mlfactory.data.container import TimeSeriesDataContainer
     from mlfactory.data.datamodule import FactoryDataModule
+    from mlfactory.prepare.scaling import Scaler
+
+__all__ = ["PROB_COLUMNS", "QUANTILES", "SCHEMES", "CVSettings", "SharedWork", "distribution", "run_cv", "scores"]
 
 SCHEMES = ("walk_forward", "cpcv", "kfold")
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-PROB_COLUMNS = [f"p_{name}" for name in CLASS_NAMES]
+OUTPUTS = ("summary.json", "predictions.parquet")  # written only when every split finished
 
 
 @dataclasses.dataclass
@@ -52,6 +70,9 @@ class CVSettings:
         include_test: add the split directory's test split to the development rows.
         refit_scaler: refit the feature scaler on each split's training rows, from the unscaled values that
             ``scaling_metadata.json`` recovers; a directory without one keeps its features as they are.
+        workers: splits fitted at the same time, each in its own process forked from the one that read
+            the data, with its share of the threads: ``--data.threads`` (unset: every core) divided by
+            the workers. 1 fits the splits one after another in this process.
     """
 
     scheme: Literal["walk_forward", "cpcv", "kfold"] = "walk_forward"
@@ -63,6 +84,7 @@ class CVSettings:
     val_fraction: float = 0.1
     include_test: bool = False
     refit_scaler: bool = True
+    workers: int = 1
 
     def plan(self, timestamps: np.ndarray, symbol_codes: np.ndarray, horizon: int) -> CVPlan:
         """The splits of this scheme over the development rows."""
@@ -75,6 +97,15 @@ class CVSettings:
         if self.scheme == "kfold":
             return purged_kfold(timestamps, symbol_codes, horizon, self.n_splits, self.embargo, self.val_fraction)
         raise CVError(f"--cv.scheme {self.scheme!r} is unknown; choose one of {', '.join(SCHEMES)}")
+
+    def check(self) -> None:
+        """Refuse settings that no data makes valid (the plan checks the rest against the rows)."""
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise CVError(f"--cv.workers {self.workers!r}: the number of splits fitted at once is a whole number, "
+                          "1 or more (1: one after another in this process)")
+        if self.workers > 1 and not fork_available():
+            raise CVError(f"--cv.workers {self.workers} forks worker processes, which this platform cannot; "
+                          "use --cv.workers 1")
 
 
 def development_split(container: "TimeSeriesDataContainer", include_test: bool = False) -> SplitData:
@@ -103,30 +134,44 @@ def development_split(container: "TimeSeriesDataContainer", include_test: bool =
     )
 
 
+def _container(source: "TimeSeriesDataContainer", dev: SplitData, metadata: dict | None) -> "TimeSeriesDataContainer":
+    """A container whose train, val and test splits are all ``dev``; it shares ``source``'s multi-resolution bins."""
+    from mlfactory.data.container import TimeSeriesDataContainer
+
+    splits = {name: dataclasses.replace(dev, name=name) for name in ("train", "val", "test")}
+    container = TimeSeriesDataContainer(splits, source.feature_names, source.horizon, source.data_dir, metadata)
+    container._multires = source._multires  # raw-bar bins do not depend on the rows: built once for every split
+    return container
+
+
+def _with_container(datamodule: "FactoryDataModule", container: "TimeSeriesDataContainer") -> "FactoryDataModule":
+    """A copy of ``datamodule`` serving ``container`` (class-balanced when the data module balances)."""
+    result = copy.copy(datamodule)
+    result.unbalanced_container = container
+    result.container = container
+    if datamodule.balance_classes:
+        result.container = container.with_balanced_classes()
+        result.container._multires = container._multires
+    return result
+
+
 def development_datamodule(datamodule: "FactoryDataModule", include_test: bool = False) -> "FactoryDataModule":
     """A copy of a set-up data module whose train, val and test splits are all the development rows.
 
     Its ``restricted(train=, val=, predict=)`` then takes any development rows for each role; the class
     balance is learned from a split's training rows when ``learn_statistics`` is set.
     """
-    from mlfactory.data.container import TimeSeriesDataContainer
-
     source = datamodule.unbalanced_container
     if source is None:
         raise CVError("the data module is not set up: call prepare_data() and setup('fit') first")
-    dev = development_split(source, include_test)
-    splits = {name: dataclasses.replace(dev, name=name) for name in ("train", "val", "test")}
-    container = TimeSeriesDataContainer(splits, source.feature_names, source.horizon, source.data_dir, source.metadata)
-    result = copy.copy(datamodule)
+    result = _with_container(datamodule, _container(source, development_split(source, include_test), source.metadata))
     result.trainer = None
     result.row_subset = {}
     result.predict_split = "test"
-    result.unbalanced_container = container
-    result.container = container.with_balanced_classes() if datamodule.balance_classes else container
     return result
 
 
-def _prepare_scaler(datamodule: "FactoryDataModule") -> Any:
+def _prepare_scaler(datamodule: "FactoryDataModule") -> "Scaler | None":
     """prepare's scaler of the features, from ``scaling_metadata.json``; None without one (features as given)."""
     from mlfactory.errors import DataError
     from mlfactory.prepare.scaling import Scaler
@@ -148,19 +193,13 @@ def rescaled(datamodule: "FactoryDataModule", unscaled: np.ndarray, kind: str, t
     The scaler is prepare's own kind (:class:`~mlfactory.prepare.scaling.Scaler`); the container's metadata
     carries it, so the split's bundle predicts raw features with the scaler the split trained with.
     """
-    from mlfactory.data.container import TimeSeriesDataContainer
     from mlfactory.prepare.scaling import Scaler
 
     source = datamodule.unbalanced_container
     scaler = Scaler.fit(kind, (unscaled[train_rows, j] for j in range(unscaled.shape[1])))
     dev = dataclasses.replace(source.split("train"), features=scaler.transform(unscaled))
-    splits = {name: dataclasses.replace(dev, name=name) for name in ("train", "val", "test")}
-    metadata = {**source.metadata, **scaler.to_metadata(source.feature_names)}
-    container = TimeSeriesDataContainer(splits, source.feature_names, source.horizon, source.data_dir, metadata)
-    result = copy.copy(datamodule)
-    result.unbalanced_container = container
-    result.container = container.with_balanced_classes() if datamodule.balance_classes else container
-    return result
+    return _with_container(datamodule, _container(source, dev, {**source.metadata,
+                                                                **scaler.to_metadata(source.feature_names)}))
 
 
 def sample_rows(model: Any, datamodule: "FactoryDataModule") -> np.ndarray:
@@ -175,73 +214,55 @@ def sample_rows(model: Any, datamodule: "FactoryDataModule") -> np.ndarray:
     return view.valid_rows(datamodule.container.split("train"))
 
 
-def folds_table(plan: CVPlan, dev: SplitData) -> "Any":
-    """One row per development row per split: split, datetime, symbol, group, role."""
-    import pandas as pd
+@dataclasses.dataclass
+class SharedWork:
+    """What every split shares, done once before the first fit: the development rows (read once), the
+    plan, the unscaled features, and the rows that are samples of the model's view.
 
-    n, k = len(dev), len(plan.splits)
-    symbols = pd.Categorical.from_codes(np.tile(dev.symbol_codes, k), categories=list(dev.symbols))
-    return pd.DataFrame({
-        "split": np.repeat([s.index for s in plan.splits], n).astype(np.int32),
-        "datetime": pd.to_datetime(np.tile(dev.timestamps, k)).tz_localize("UTC"),
-        "symbol": symbols,
-        "group": np.tile(plan.groups, len(plan.splits)).astype(np.int32),
-        "role": pd.Categorical.from_codes(np.concatenate([s.roles for s in plan.splits]), categories=list(ROLES)),
-    })
+    With ``workers > 1`` the forked workers inherit it copy-on-write; nothing here is written to
+    after :meth:`prepare`.
+    """
 
+    datamodule: "FactoryDataModule"  # the development data module (development_datamodule)
+    dev: SplitData
+    plan: CVPlan
+    horizon: int
+    scaler: "Scaler | None"  # prepare's scaler, refitted per split; None keeps the features as given
+    unscaled: np.ndarray | None
+    valid: np.ndarray  # development rows that are samples of the model's view
 
-def fold_figure(plan: CVPlan, dev: SplitData) -> Any:
-    """Rows (development rows in time order, first symbol) x splits, coloured by role."""
-    from matplotlib.colors import ListedColormap
+    @classmethod
+    def prepare(cls, datamodule: "FactoryDataModule", settings: CVSettings, probe: Any) -> "SharedWork":
+        """Read the data (once), plan the splits, undo prepare's scaling; ``probe`` is one model of the run."""
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        cv_data = development_datamodule(datamodule, settings.include_test)
+        dev = cv_data.unbalanced_container.split("train")
+        plan = settings.plan(dev.timestamps, dev.symbol_codes, datamodule.horizon)
+        scaler = _prepare_scaler(cv_data) if settings.refit_scaler else None
+        unscaled = scaler.inverse_transform(dev.features) if scaler is not None else None
+        return cls(cv_data, dev, plan, datamodule.horizon, scaler, unscaled, sample_rows(probe, cv_data))
 
-    from mlfactory.evaluation.plots import _pyplot
+    def split_rows(self, split: CVSplit) -> dict[str, np.ndarray]:
+        """The rows of each role of ``split`` that are samples of the model's view."""
+        return {role: np.intersect1d(split.rows(role), self.valid) for role in ("train", "val", "test")}
 
-    plt = _pyplot()
-    first = np.flatnonzero(dev.symbol_codes == dev.symbol_codes[0])
-    image = np.stack([s.roles[first] for s in plan.splits])
-    colours = ["#4c72b0", "#8fb4e3", "#dd8452", "#c44e52", "#937860", "#e5e5e5"]
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(plan.splits) + 1.6))
-    ax.imshow(image, aspect="auto", interpolation="nearest", cmap=ListedColormap(colours), vmin=-0.5,
-              vmax=len(ROLES) - 0.5)
-    ax.set_yticks(range(len(plan.splits)), [str(s.index) for s in plan.splits])
-    ax.set_ylabel("split")
-    ticks = np.linspace(0, len(first) - 1, 5).astype(int)
-    ax.set_xticks(ticks, [str(dev.timestamps[first][t])[:16] for t in ticks], fontsize=7)
-    symbol = dev.symbols[dev.symbol_codes[0]]
-    ax.set_title(f"{plan.scheme}: roles of the development rows{f' ({symbol})' if symbol else ''}")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
-    ax.legend(handles, ROLES, ncol=len(ROLES), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    fig.tight_layout()
-    return fig
+    def split_datamodule(self, split: CVSplit, threads: int | None = None) -> "FactoryDataModule":
+        """The data module of one split: its rows, the scaler and the class balance learned from its training rows.
 
+        ``threads`` (when given) replaces the data module's ``threads`` (a worker's share).
+        """
+        rows = self.split_rows(split)
+        data = self.datamodule if self.unscaled is None else rescaled(self.datamodule, self.unscaled, self.scaler.kind,
+                                                                      rows["train"])
+        result = data.restricted(train=rows["train"], val=rows["val"], predict=rows["test"], learn_statistics=True)
+        return result if threads is None else result.with_threads(threads)
 
-def scores(probs: np.ndarray, labels: np.ndarray, trading: tuple[np.ndarray, np.ndarray, int, np.ndarray] | None = None
-           ) -> dict[str, Any]:
-    """Balanced accuracy, log loss and direction AUC of predictions (evaluation/classification.py); with
-    ``trading = (fwd_returns, timestamps, horizon, calendar)`` also the annualised Sharpe ratio and the
-    mean daily information coefficient (evaluation/trading.py, the same as a fit's test metrics)."""
-    from mlfactory.evaluation.classification import classification_report
-
-    report = classification_report(probs, labels)
-    result = {key: report[key] for key in ("n_samples", "balanced_accuracy", "log_loss", "direction_auc")}
-    if trading is not None:
-        from mlfactory.evaluation.trading import trading_report
-
-        fwd, times, horizon, calendar = trading
-        finite = np.isfinite(fwd)
-        report = trading_report(probs[finite], fwd[finite], times[finite], horizon, calendar=calendar)
-        result.update({key: report.get(key) for key in ("sharpe_annualised", "ic_mean")})
-    return result
-
-
-def distribution(values: list[float | None]) -> dict[str, Any]:
-    """Mean, std, min, max and quantiles of the defined values."""
-    kept = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if not len(kept):
-        return {"n": 0}
-    return {"n": int(len(kept)), "mean": float(kept.mean()), "std": float(kept.std(ddof=1)) if len(kept) > 1 else 0.0,
-            "min": float(kept.min()), "max": float(kept.max()),
-            "quantiles": {str(q): float(np.quantile(kept, q)) for q in QUANTILES}}
+    def trading(self, rows: np.ndarray) -> tuple | None:
+        """``scores``' trading argument for development ``rows``; None without forward returns."""
+        if self.dev.fwd_returns is None:
+            return None
+        return self.dev.fwd_returns[rows], self.dev.timestamps[rows], self.horizon, self.dev.timestamps
 
 
 def run_cv(
@@ -250,120 +271,133 @@ def run_cv(
     make_trainer: Callable[[Path], "L.Trainer"],
     run_dir: Path,
     settings: CVSettings,
+    on_split_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Fit one model per split and write the cross-validation record into ``run_dir``; return the summary.
 
     ``make_model()`` returns a fresh, unfitted model; ``make_trainer(split_dir)`` an ordinary Trainer
     whose logger writes into ``split_dir`` (with :class:`~mlfactory.RunRecord` among its callbacks).
-    ``status.json`` says ``running`` while it works, ``failed`` with the error, ``complete`` last.
+    Every split starts from the random state this function was called with, so a split's fit does not
+    depend on which splits ran before it, nor on ``settings.workers``.
+
+    ``on_split_end(k, split_summary)``, when given, is called in this process as each split finishes
+    (in order of completion when ``workers > 1``) with the split's entry of ``summary["splits"]``: its
+    test groups, row counts and scores. It returns nothing; if it raises, the run stops (running
+    workers are terminated), ``status.json`` says ``failed`` and the exception is raised again.
+
+    ``status.json`` says ``running`` while it works, ``failed`` with the error, ``complete`` last;
+    ``summary.json`` and ``predictions.parquet`` exist only when every split finished.
     """
+    settings.check()
     run_dir.mkdir(parents=True, exist_ok=True)
-    status = _Status(run_dir)
-    status.write("running", scheme=settings.scheme)
+    for name in OUTPUTS:  # a record written before into the same directory must not outlive a failure
+        (run_dir / name).unlink(missing_ok=True)
+    status = Status(run_dir)
+    status.write("running", scheme=settings.scheme, workers=settings.workers)
     try:
-        summary = _run(make_model, datamodule, make_trainer, run_dir, settings)
+        summary = _run(make_model, datamodule, make_trainer, run_dir, settings, on_split_end)
     except BaseException as err:
-        status.write("failed", error=f"{type(err).__name__}: {err}", traceback="".join(traceback.format_exception(err)))
+        notes = "".join(f"\n{note}" for note in getattr(err, "__notes__", []))
+        status.write("failed", error=f"{type(err).__name__}: {err}",
+                     traceback="".join(traceback.format_exception(type(err), err, err.__traceback__)) + notes)
+        mark_unfinished_splits(run_dir, f"stopped: the cross-validation failed ({type(err).__name__}: {err})")
         raise
-    status.write("complete", scheme=settings.scheme, seconds=round(time.time() - status.started, 3))
+    status.write("complete", scheme=settings.scheme, workers=settings.workers,
+                 seconds=round(time.time() - status.started, 3))
     return summary
 
 
-def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettings) -> dict[str, Any]:
+def _run(make_model, datamodule, make_trainer, run_dir: Path, settings: CVSettings, on_split_end) -> dict[str, Any]:
     from mlfactory.evaluation.plots import save
 
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    cv_data = development_datamodule(datamodule, settings.include_test)
-    dev = cv_data.unbalanced_container.split("train")
-    plan = settings.plan(dev.timestamps, dev.symbol_codes, datamodule.horizon)
+    rng = _random_state()
+    shared = SharedWork.prepare(datamodule, settings, make_model())
+    plan = shared.plan
     with replacing(run_dir / "folds.parquet") as tmp:
-        folds_table(plan, dev).to_parquet(tmp, index=False)
-    save(fold_figure(plan, dev), run_dir / "folds.png")
+        folds_table(plan, shared.dev).to_parquet(tmp, index=False)
+    save(fold_figure(plan, shared.dev), run_dir / "folds.png")
 
-    scaler = _prepare_scaler(cv_data) if settings.refit_scaler else None
-    unscaled = scaler.inverse_transform(dev.features) if scaler is not None else None
-    predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # split -> (rows, probs)
-    per_split = []
+    workers = min(settings.workers, len(plan.splits))
+    threads = None if workers == 1 else max(1, (datamodule.threads or _cores()) // workers)
+    fit = partial(_fit_split, shared, make_model, make_trainer, run_dir, rng, threads)
+    finished: dict[int, tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
 
-    def trading(rows: np.ndarray) -> tuple | None:
-        if dev.fwd_returns is None:
-            return None
-        return dev.fwd_returns[rows], dev.timestamps[rows], datamodule.horizon, dev.timestamps
+    def done(split: CVSplit, result: tuple[dict[str, Any], np.ndarray, np.ndarray]) -> None:
+        finished[split.index] = result
+        if on_split_end is not None:
+            on_split_end(split.index, result[0])
 
-    for split in plan.splits:
-        model = make_model()
-        valid = sample_rows(model, cv_data)
-        rows = {role: np.intersect1d(split.rows(role), valid) for role in ("train", "val", "test")}
-        split_data = cv_data if unscaled is None else rescaled(cv_data, unscaled, scaler.kind, rows["train"])
-        trainer = make_trainer(run_dir / "splits" / str(split.index))
-        trainer.fit(model, datamodule=split_data.restricted(train=rows["train"], val=rows["val"], predict=rows["test"],
-                                                            learn_statistics=True))
-        saved = np.load(Path(trainer.log_dir) / "predictions" / "test_predictions.npz")
-        predictions[split.index] = (saved["row"], saved["probabilities"])
-        per_split.append({"split": split.index, "test_groups": list(split.test_groups),
-                          "rows": {role: int(len(r)) for role, r in rows.items()},
-                          **scores(saved["probabilities"], dev.labels[saved["row"]], trading(saved["row"]))})
+    if workers == 1:
+        for split in plan.splits:
+            done(split, fit(split))
+    else:
+        run_forked(fit, plan.splits, workers, done, describe=lambda split: f"cv split {split.index}")
 
-    table = _predictions_table(plan, dev, predictions)
-    with replacing(run_dir / "predictions.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
-    per_path = []
-    for path, frame in table.groupby("path", sort=True):
-        market = None if "fwd_return" not in frame else (
-            frame["fwd_return"].to_numpy(), frame["datetime"].to_numpy(), datamodule.horizon, dev.timestamps)
-        per_path.append({"path": int(path), **scores(frame[PROB_COLUMNS].to_numpy(), frame["label"].to_numpy(), market)})
-    metrics = ("balanced_accuracy", "log_loss", "direction_auc") + (
-        ("sharpe_annualised", "ic_mean") if dev.fwd_returns is not None else ())
+    per_split = [finished[s.index][0] for s in plan.splits]
+    table = predictions_table(plan, shared.dev, {k: (rows, probs) for k, (_, rows, probs) in finished.items()})
+    trading = shared.dev.fwd_returns is not None
     summary = {
         "scheme": plan.scheme,
         "settings": {**dataclasses.asdict(settings), **plan.settings},
-        "n_development_rows": int(len(dev)),
-        "scaler": f"{scaler.kind}, refitted on each split's training rows" if scaler is not None else "as given",
+        "n_development_rows": int(len(shared.dev)),
+        "scaler": f"{shared.scaler.kind}, refitted on each split's training rows" if shared.scaler is not None
+        else "as given",
+        "threads_per_worker": threads,
         "n_splits": len(plan.splits),
         "n_paths": plan.n_paths,
         "splits": per_split,
-        "paths": per_path,
-        "across_splits": {m: distribution([s[m] for s in per_split]) for m in metrics},
-        "across_paths": {m: distribution([p[m] for p in per_path]) for m in metrics},
+        "paths": path_scores(table, shared.horizon, shared.dev.timestamps),
+        "across_splits": across(per_split, trading),
     }
+    summary["across_paths"] = across(summary["paths"], trading)
+    with replacing(run_dir / "predictions.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
     write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def _predictions_table(plan: CVPlan, dev: SplitData, predictions: dict[int, tuple[np.ndarray, np.ndarray]]) -> Any:
-    """Every path's stitched out-of-sample predictions: one row per (path, development row predicted)."""
-    import pandas as pd
-
-    frames = []
-    for path in range(plan.n_paths):
-        for split, wanted in plan.path_rows(path).items():
-            rows, probs = predictions[split]
-            keep = np.isin(rows, wanted)
-            taken = rows[keep]
-            frame = dev.identity(taken)
-            frame.insert(0, "split", np.int32(split))
-            frame.insert(0, "path", np.int32(path))
-            frame["label"] = dev.labels[taken]
-            if dev.fwd_returns is not None:
-                frame["fwd_return"] = dev.fwd_returns[taken]
-            frame[PROB_COLUMNS] = probs[keep]
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True).sort_values(["path", "symbol", "datetime"], ignore_index=True)
-
-
-class _Status:
-    """``status.json`` of a cross-validation, with the rules of a fit's: pid and host, ``created`` kept."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "status.json"
-        self.started = time.time()
-        self.created = _now()
-
-    def write(self, status: str, **details: Any) -> None:
-        write_json(self.path, {"status": status, "created": self.created, "updated": _now(), "pid": os.getpid(),
-                               "host": socket.gethostname(), "command": "cv", "stage": "cv", **details})
+def _fit_split(shared: SharedWork, make_model, make_trainer, run_dir: Path, rng: tuple, threads: int | None,
+               split: CVSplit) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Fit one split: its summary entry, and its test rows and probabilities."""
+    try:
+        _set_random_state(rng)
+        model = make_model()
+        data = shared.split_datamodule(split, threads)
+        trainer = make_trainer(run_dir / "splits" / str(split.index))
+        trainer.fit(model, datamodule=data)
+        saved_file = Path(trainer.log_dir) / "predictions" / "test_predictions.npz"
+        if not saved_file.is_file():
+            raise CVError(f"{saved_file} was not written: the Trainer of make_trainer() needs RunRecord among its "
+                          "callbacks and its logger writing into the split's directory")
+        saved = np.load(saved_file)
+        rows, probs = saved["row"], saved["probabilities"]
+    except MLFactoryError as err:  # say which split, on the one line the command prints
+        if len(err.args) == 1 and isinstance(err.args[0], str) and not err.args[0].startswith("cv split"):
+            err.args = (f"cv split {split.index}: {err.args[0]}",)
+        raise
+    counts = {role: int(len(r)) for role, r in shared.split_rows(split).items()}
+    entry = {"split": split.index, "test_groups": list(split.test_groups), "rows": counts,
+             **scores(probs, shared.dev.labels[rows], shared.trading(rows))}
+    return entry, rows, probs
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _random_state() -> tuple:
+    import torch
+
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_random_state(state: tuple) -> None:
+    import torch
+
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

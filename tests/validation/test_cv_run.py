@@ -14,10 +14,10 @@ from mlfactory.cli import main
 from mlfactory.data.contract import SPLITS, split_file
 from mlfactory.prepare.scaling import Scaler
 from mlfactory.validation import ROLES
-from mlfactory.validation.runner import PROB_COLUMNS, CVSettings, run_cv
+from mlfactory.validation.runner import PROB_COLUMNS, CVSettings
 
 HORIZON = 5
-XGB = {"n_estimators": 40, "max_depth": 3, "n_jobs": 1}
+XGB = {"n_estimators": 40, "max_depth": 3, "n_jobs": 1}  # cross_validate's xgboost (conftest.py)
 
 
 def chance_band(n_test: int, horizon: int) -> float:
@@ -28,31 +28,8 @@ def chance_band(n_test: int, horizon: int) -> float:
     return 4 * math.sqrt(2 / n_test) / 3 * math.sqrt(horizon)
 
 
-def cross_validate(data_dir: Path, root: Path, settings: CVSettings, **model) -> tuple[dict, Path]:
-    import lightning as L
-
-    from mlfactory import FactoryDataModule, create_model
-
-    def make_trainer(split_dir: Path):
-        from lightning.pytorch.callbacks import ModelCheckpoint
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        from mlfactory import RunRecord
-
-        L.seed_everything(0, verbose=False)
-        logger = TensorBoardLogger(save_dir=str(split_dir.parent.parent), name=split_dir.parent.name,
-                                   version=split_dir.name)
-        return L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[RunRecord(), ModelCheckpoint(monitor="val_loss", filename="best", save_last=True)])
-
-    run = root / "cv"
-    summary = run_cv(lambda: create_model("xgboost", **{**XGB, **model}),
-                     FactoryDataModule(data_dir=str(data_dir), horizon=HORIZON), make_trainer, run, settings)
-    return summary, run
-
-
 @pytest.fixture(scope="module")
-def walk_forward_run(sample_dir: Path, tmp_path_factory) -> tuple[dict, Path]:
+def walk_forward_run(sample_dir: Path, tmp_path_factory, cross_validate) -> tuple[dict, Path]:
     return cross_validate(sample_dir, tmp_path_factory.mktemp("wf"), CVSettings("walk_forward", n_splits=3))
 
 
@@ -126,7 +103,7 @@ def test_a_fold_equals_a_plain_fit_on_its_rows(walk_forward_run, sample_dir: Pat
 
 
 @pytest.mark.parametrize("signal", [False, True])
-def test_leak_canary_under_cv(signal: bool, contract_dirs, tmp_path: Path) -> None:
+def test_leak_canary_under_cv(signal: bool, contract_dirs, tmp_path: Path, cross_validate) -> None:
     summary, run = cross_validate(contract_dirs[signal], tmp_path, CVSettings("kfold", n_splits=4))
     n_test = sum(s["n_samples"] for s in summary["splits"])
     band = chance_band(n_test, HORIZON)
