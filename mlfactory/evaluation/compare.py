@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -462,20 +463,27 @@ def with_forward_returns(table: "pd.DataFrame", data: dict[str, Any], split: str
         folder = folder / f"{SAMPLE_VERSION}-{variant}"
         if build_sample and not folder.is_dir():
             folder = default_data_dir(signal=variant == "signal")
-    path, column = folder / split_file(split), fwd_return_column(int(horizon))
+    path = folder / split_file(split)
     try:
-        import pyarrow.parquet as pq
-
-        names = set(pq.read_schema(path).names)
-        if column not in names:
-            return table
-        frame = pd.read_parquet(path, columns=["datetime", column] + (["symbol"] if "symbol" in names else []))
+        frame = _split_returns(str(path), fwd_return_column(int(horizon)), path.stat().st_mtime_ns)
     except (OSError, ValueError):
         return table
+    return table if frame is None else table.merge(frame, on=["datetime", "symbol"], how="left")
+
+
+@lru_cache(maxsize=8)
+def _split_returns(path: str, column: str, mtime_ns: int) -> "pd.DataFrame | None":
+    """``datetime``, ``symbol``, ``fwd_return`` of a split file (read once per version of the file), or None."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    if column not in names:
+        return None
+    frame = pd.read_parquet(path, columns=["datetime", column] + (["symbol"] if "symbol" in names else []))
     frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
     frame["symbol"] = frame["symbol"].astype(str) if "symbol" in frame else ""  # one series: predictions say ""
-    frame = frame.rename(columns={column: "fwd_return"}).drop_duplicates(["datetime", "symbol"])
-    return table.merge(frame, on=["datetime", "symbol"], how="left")
+    return frame.rename(columns={column: "fwd_return"}).drop_duplicates(["datetime", "symbol"])
 
 
 def _sharpe_interval(run: Path, split: str) -> dict[str, Any] | None:
