@@ -67,7 +67,17 @@ class MultiResolutionBars:
         lookback: int | Mapping[str, int] | None = None,
         span: str = DEFAULT_SPAN,
     ) -> None:
-        bars = _read_bars(Path(data_dir))
+        self._build_all(_read_bars(Path(data_dir)), timeframes, lookback, span)
+
+    @classmethod
+    def from_bars(cls, bars, timeframes: Sequence[str] = DEFAULT_TIMEFRAMES,
+                  lookback: int | Mapping[str, int] | None = None, span: str = DEFAULT_SPAN) -> "MultiResolutionBars":
+        """The windows of bars already read and repaired (``prepare.bars.Bars``): an inference bundle's raw bars."""
+        self = cls.__new__(cls)
+        self._build_all(bars, timeframes, lookback, span)
+        return self
+
+    def _build_all(self, bars, timeframes: Sequence[str], lookback: int | Mapping[str, int] | None, span: str) -> None:
         self.base_ns = int(bars.resolution_ns)
         self.symbols = bars.symbols
         self.bounds = bars.bounds

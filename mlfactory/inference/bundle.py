@@ -64,14 +64,13 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
 
     The directory is built beside its final place and renamed into it when complete, so a bundle is
     either whole or absent. When a bundle key is configured (:func:`signing_key`), the bundle is signed.
-    A bundle cannot serve a multi-resolution model's raw-bar windows yet: those get none, with a warning.
+    A multi-resolution model's bundle reads raw bars only (``ModelBundle.predict_bars``).
     """
     container = datamodule.container
     view = module.input_view(datamodule.seq_len)
-    if not view.reads_feature_columns:
-        # a bundle predicts from a table of features; multi-resolution models read raw bars instead
-        warnings.warn(f"{type(module).__name__} reads {view.kind!r} input, which bundles cannot serve yet; no "
-                      "inference bundle written (the checkpoint and best_model/ reload it)")
+    if not view.reads_feature_columns and not dict(module.hparams.get("lookbacks") or {}):
+        warnings.warn(f"{type(module).__name__} reads {view.kind!r} input but records no lookbacks; no inference "
+                      "bundle written (the checkpoint and best_model/ reload it)")
         return None
 
     key = signing_key()  # a misconfigured key fails before anything is written
@@ -85,7 +84,7 @@ def write_bundle(module: Any, datamodule: Any, run_dir: str | Path) -> Path | No
             "format_version": FORMAT_VERSION,
             "created": _now(),
             "model": _model_spec(module),
-            "input": _input_spec(container, view),
+            "input": _input_spec(container, view, module),
             "horizon": int(container.horizon),
             "class_mapping": class_mapping(),
             "training_data": _fingerprint(container),
@@ -125,11 +124,16 @@ def _model_spec(module: Any) -> dict[str, Any]:
     return spec
 
 
-def _input_spec(container: Any, view: Any) -> dict[str, Any]:
+def _input_spec(container: Any, view: Any, module: Any) -> dict[str, Any]:
     from mlfactory.inference.bars import recipe_spec
 
     features = list(container.feature_names)
     scaler = _scaler(container.metadata, features, container.data_dir)
+    if view.kind == "multires":  # windows of raw-bar bins per timeframe, built as training did (data/multires.py)
+        lookbacks = {str(k): int(v) for k, v in dict(module.hparams["lookbacks"]).items()}
+        return {"kind": view.kind, "seq_len": None, "features": [], "expects": "raw bars", "scaler": None,
+                "multires": {"timeframes": list(lookbacks), "lookback": lookbacks},
+                **recipe_spec(container, view)}
     return {
         "kind": view.kind,
         "seq_len": view.seq_len,
@@ -336,8 +340,12 @@ class ModelBundle:
         from mlfactory.prepare.recipe import required_history
 
         warmup = self.spec["input"].get("warmup")
-        if self.input_kind == "multires":
-            return 0
+        if self.input_kind == "multires":  # lookback complete bins of each timeframe, one more for where bins start
+            from mlfactory.prepare import timeframes as tfs
+
+            base = self.recipe.base_ns
+            lookback = self.spec["input"]["multires"]["lookback"]
+            return max((int(n) + 1) * (tfs.parse(tf) // base) for tf, n in lookback.items())
         if not isinstance(warmup, dict):
             self.recipe  # no recipe: the one-line error
             raise BundleError(f"{self.path / SPEC_FILE}: input.warmup is missing; the bundle is damaged")
@@ -388,6 +396,9 @@ class ModelBundle:
             DataError: a feature column is missing (all are named), not numeric, or not finite; the
                 ``datetime`` column is missing (sequence models) or unreadable; a symbol repeats a timestamp.
         """
+        if self.input_kind == "multires":
+            raise BundleError(f"{self.path} is a multi-resolution model, which reads raw bars, not feature tables; "
+                              "use predict_bars (mlfactory predict --bundle B --input bars.csv)")
         return self.predictor(batch_size=batch_size)(frame)
 
     def predict_bars(self, bars: "pd.DataFrame | str | Path", batch_size: int = 2048) -> "pd.DataFrame":

@@ -132,3 +132,38 @@ def test_predict_command_reads_raw_bars(fitted_run, raw_bars, run_predictions, t
     out = tmp_path / "preds.parquet"
     assert main(["predict", "--bundle", str(run / "bundle"), "--input", str(source), "--output", str(out)]) == 0
     assert_reproduces(pd.read_parquet(out), run_predictions(run))
+
+
+@pytest.fixture(scope="module")
+def multires_run(sample_dir, tmp_path_factory) -> Path:
+    """A multi-resolution model (raw-bar windows at 5min and 15min) fitted for one epoch on the sample data."""
+    import lightning as L
+    import torch
+
+    from mlfactory import FactoryDataModule, RunRecord, create_model
+
+    torch.manual_seed(0)
+    trainer = L.Trainer(max_epochs=1, logger=L.pytorch.loggers.TensorBoardLogger(str(tmp_path_factory.mktemp("mr")), name="mr"),
+                        callbacks=[RunRecord(importance_samples=0)], enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, limit_train_batches=4)
+    datamodule = FactoryDataModule(data_dir=str(sample_dir), horizon=5, input_kind="multires",
+                                   timeframes=["5min", "15min"], lookback=6, batch_size=256)
+    trainer.fit(create_model("multires", hidden_size=8), datamodule=datamodule)
+    return Path(trainer.log_dir)
+
+
+def test_multires_runs_write_a_bundle_that_reads_raw_bars(multires_run, run_predictions, raw_bars):
+    bundle = ModelBundle.load(multires_run / "bundle")
+    assert bundle.input_kind == "multires" and bundle.spec["input"]["multires"]["lookback"] == {"5min": 6, "15min": 6}
+    reference = run_predictions(multires_run)
+    assert_reproduces(bundle.predict_bars(raw_bars), reference)
+    # only the history the bundle asks for before the test period
+    keep = np.zeros(len(raw_bars), dtype=bool)
+    times = pd.to_datetime(raw_bars["datetime"], utc=True).dt.tz_localize(None).to_numpy().view(np.int64)
+    for symbol, start in reference.groupby("symbol")["datetime"].min().items():
+        rows = np.flatnonzero((raw_bars["symbol"] == symbol).to_numpy())
+        first = rows[np.searchsorted(times[rows], start.value)]
+        keep[first - bundle.required_history : rows[-1] + 1] = True
+    assert_reproduces(bundle.predict_bars(raw_bars[keep]), reference)
+    with pytest.raises(BundleError, match="reads raw bars, not feature tables"):
+        bundle.predict(raw_bars)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,6 +136,16 @@ class MultiResolutionModel(NeuralModule):
         self._require(self.net is not None, "lookbacks is unset; pass lookbacks or train it on a FactoryDataModule")
         self._require(isinstance(x, dict), "reads a dict of windows per timeframe (input kind multires), got a tensor")
         return self.net(x)
+
+    def predict_proba_array(self, x: dict[str, np.ndarray]) -> np.ndarray:  # type: ignore[override]
+        """(n, 3) float32 probabilities of windows ``{timeframe: (n, lookback, 5)}`` (an inference bundle's input)."""
+        with torch.inference_mode():
+            windows = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(self.device)
+                       for name, v in x.items()}
+            n = len(next(iter(windows.values())))
+            batch = {"x": windows, "y": torch.zeros(n, dtype=torch.long, device=self.device),
+                     "w": torch.ones(n, dtype=torch.float32, device=self.device)}
+            return self.predict_proba(batch).float().cpu().numpy()
 
     def hyperparameters(self) -> dict[str, Any]:
         params = super().hyperparameters()
