@@ -15,7 +15,8 @@ indicator and multi-resolution input is this script too:
 default data, every model in turn in one run, so the times compare side by side; the table gives
 the training seconds (Lightning's fit loop, without the run record's end-of-fit work), the ratio to
 lstm's time in the same run (the target is at most 4), and the one epoch's val and test balanced
-accuracy. Table marker: ``epoch-time``.
+accuracy; lstm runs again last, so the table shows how far the machine's load moved meanwhile.
+Table marker: ``epoch-time``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def run(name: str, signal: bool, root: Path, max_epochs: int, recipe: bool = Tru
 def epoch_times(names: list[str], threads: int, extra: tuple[str, ...] = ()) -> list[str]:
     """One epoch of each model's defaults on the default data, lstm first; rows of the epoch-time table."""
     names = ["lstm", *[name for name in names if name != "lstm"]]
+    if len(names) > 2:  # lstm again at the end: how much the machine's load moved during the run
+        names.append("lstm")
     lines = [
         f"| model | training samples/s ({threads} thread) | epoch time / lstm's | whole fit, s | val bal. acc "
         "| test bal. acc |",
@@ -71,12 +74,13 @@ def epoch_times(names: list[str], threads: int, extra: tuple[str, ...] = ()) -> 
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads), *extra))
+            label = f"{name} (again, load check)" if name == "lstm" and reference is not None else name
             if "error" in result:
-                line = f"| {name} | failed: {result['error']} | | | | |"
+                line = f"| {label} | failed: {result['error']} | | | | |"
             else:
                 rate = result["samples_per_s"]
                 reference = reference or rate
-                line = (f"| {name} | {rate:,.0f} | {reference / rate:.2f} | {result['seconds']:.0f} | "
+                line = (f"| {label} | {rate:,.0f} | {reference / rate:.2f} | {result['seconds']:.0f} | "
                         f"{result['val']:.3f} | {result['test']:.3f} |")
             print(line, flush=True)
             lines.append(line)
