@@ -50,6 +50,7 @@ def predict_bars(bundle: "ModelBundle", source: "pd.DataFrame | str | os.PathLik
         PrepareError: the bars are unreadable or wrong (what, where, what to do), or of another resolution.
     """
     recipe = bundle.recipe
+    recipe.check_talib(str(bundle.path))
     bars = source if hasattr(source, "bounds") else recipe.load(source)
     if bundle.input_kind == "multires":
         return _multires_predictions(bundle, bars, batch_size)
