@@ -292,10 +292,9 @@ class RunRecord(Callback):
         path = self.run_dir / "importance" / "feature_importance.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.sort_values("importance", ascending=False).to_csv(path, index=False)
-        samples = "" if result["samples"] is None else f", {result['samples']} val samples"
+        samples = "" if result["samples"] is None else f", {result['samples']} val samples"  # the method: x label
         figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"],
-                                         f"feature importance ({result['method']}{samples})\n"
-                                         f"{self._run_label(trainer)}")
+                                         f"feature importance{samples}\n{self._run_label(trainer)}")
         self._save_figure(trainer, "feature_importance", figure)
         return {"method": result["method"], "samples": result["samples"], "budget_seconds": budget,
                 "seconds": time.time() - started}

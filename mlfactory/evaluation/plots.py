@@ -85,6 +85,7 @@ def importance_figure(names: list[str], values: np.ndarray, method: str, title: 
     order = np.argsort(values)[::-1][:top][::-1]
     fig, ax = plt.subplots(figsize=(5.5, 0.25 * len(order) + 1.4))
     ax.barh([names[i] for i in order], values[order])
+    ax.axvline(0.0, color="grey", linewidth=0.8)  # permutation importance can be negative: noise
     ax.set_xlabel(method)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
