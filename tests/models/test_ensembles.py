@@ -124,3 +124,19 @@ def test_meta_learner_ensembles_fit_and_reload(name, extra, sample_dir, make_tra
     restored = type(model).load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
     batch = next(iter(datamodule.test_dataloader()))
     torch.testing.assert_close(restored.predict_proba(batch), model.predict_proba(batch), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["voting", "stacking", "blending"])
+def test_ensembles_default_to_the_three_boosting_libraries(name, capsys):
+    from mlfactory.cli import main
+    from mlfactory.models.ensemble.base import DEFAULT_MEMBERS
+
+    model = create_model(name)
+    assert [m["name"] for m in model.hparams.members] == ["xgboost", "lightgbm", "catboost"]
+    assert model.hparams.members == DEFAULT_MEMBERS and model.hparams.members is not DEFAULT_MEMBERS
+    model.hparams.members[0]["n_estimators"] = 1  # one ensemble's copy: the default stays as it was
+    assert DEFAULT_MEMBERS[0]["n_estimators"] == 200
+    with pytest.raises(SystemExit):  # the bare command parses: no required --model.members
+        main(["fit", "--model", name, "--print_config"])
+    assert "name: catboost" in capsys.readouterr().out
+
