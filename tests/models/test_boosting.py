@@ -262,7 +262,8 @@ def test_a_catboost_model_that_saw_two_classes_fills_three_columns(sample_dir):
 def test_xgboost_beats_chance_on_the_planted_signal(fits):
     _, _, trainer = fits("xgboost")
     scores = json.loads((Path(trainer.log_dir) / "metrics" / "evaluation_metrics.json").read_text())
-    assert scores["test"]["balanced_accuracy"] > 0.36
+    # measured over random_state 0-4: 0.362 to 0.382 (0.382 at the fixture's 0); chance is 1/3
+    assert scores["test"]["balanced_accuracy"] > 0.35
 
 
 @pytest.mark.parametrize(
