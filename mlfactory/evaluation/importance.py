@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader
 from mlfactory.data.windows import collate_batch
 from mlfactory.evaluation.classification import log_loss
 from mlfactory.models.base import predict_batches
+from mlfactory.models.estimator import progress_bar
 
 
 PREDICTION_BUDGET = 200_000  # samples predicted for permutation importance, all features together
@@ -73,8 +73,6 @@ def permutation_importance(
     shuffled values. With ``seconds``, the samples are cut to what fits that time (see
     :func:`feature_importance`).
     """
-    from tqdm.auto import tqdm
-
     container = datamodule.container
     split = container.split("val")
     view = module.input_view(datamodule.seq_len)
@@ -95,8 +93,7 @@ def permutation_importance(
     baseline = loss(split.features, rows)
     shuffled = split.features.copy()
     importance = np.zeros(n_features)
-    with tqdm(total=n_features, desc=f"permutation importance ({len(rows)} val samples)", unit="feature",
-              disable=not progress, leave=True, file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(n_features, f"permutation importance ({len(rows)} val samples)", "feature", progress) as bar:
         for j in range(n_features):
             original = shuffled[:, j].copy()
             shuffled[:, j] = rng.permutation(original)

@@ -30,19 +30,28 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 RoundHistory = dict[str, dict[str, list[float]]]
 
 
+def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
+    """A one-line tqdm bar on stderr: a widget in Jupyter when ipywidgets is installed, else text
+    rewritten in place (``\r``), which a terminal, a notebook cell and a log file all show as one line."""
+    import importlib.util
+
+    if enabled and "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:  # tqdm.auto would warn about ipywidgets in a notebook without them
+        from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=True, file=sys.stderr,
+                dynamic_ncols=True)
+
+
 class FitProgress:
     """A progress bar over one library fit: boosting rounds, or a single step for a one-call fit.
 
     The library's own per-round callback calls :meth:`round_done`; :meth:`close` ends the bar with
     the rounds trained and the best round. Disabled, it does nothing (tests, ``enable_progress_bar=False``).
-    ``tqdm.auto`` renders as a widget in notebooks and as one rewritten line in a terminal.
     """
 
     def __init__(self, name: str, total: int | None, enabled: bool, unit: str = "round") -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc=name, unit=unit, disable=not enabled, leave=True, file=sys.stderr,
-                        dynamic_ncols=True)
+        self.bar = progress_bar(total=total, desc=name, unit=unit, enabled=enabled)
         self.best = math.inf
         self.best_round: int | None = None
 
