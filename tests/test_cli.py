@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mlfactory.cli import main
+from mlfactory.cli.lightning_cli import RECIPES
 from mlfactory.data.container import split_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def test_fit_xgboost_writes_the_whole_record(xgboost_run, sample_dir):
 
 def test_fit_lstm_from_the_recipe(sample_dir, tmp_path):
     run = fit(
-        tmp_path, "--config", str(REPO / "configs" / "lstm.yaml"), "--data.data_dir", str(sample_dir),
+        tmp_path, "--config", "lstm", "--data.data_dir", str(sample_dir),
         "--model.hidden_size", "8", "--model.num_layers", "1", "--data.seq_len", "12", "--trainer.max_epochs", "2",
     )
     assert_complete_fit_record(run, sample_dir, "lstm", seq_len=12)
@@ -106,13 +107,14 @@ def test_fit_lstm_from_the_recipe(sample_dir, tmp_path):
 
 def test_fit_multires_from_the_recipe_and_test_its_checkpoint(sample_dir, tmp_path):
     run = fit(
-        tmp_path / "fit", "--config", str(REPO / "configs" / "multires.yaml"), "--data.data_dir", str(sample_dir),
+        tmp_path / "fit", "--config", "multires", "--data.data_dir", str(sample_dir),
         "--model.encoder", "gru", "--model.hidden_size", "8", "--data.timeframes", "[5min,1h]", "--data.span", "2h",
         "--trainer.max_epochs", "1",
     )
     assert read_json(run / "status.json")["status"] == "complete"
     assert read_json(run / "config" / "model_config.json")["init_args"]["lookbacks"] == {"5min": 24, "1h": 2}
-    assert not (run / "bundle").exists() and not (run / "importance").exists()  # raw bars: neither applies
+    assert (run / "bundle" / "manifest.json").is_file()  # a bundle that reads raw bars (docs/inference.md)
+    assert not (run / "importance").exists()  # no feature columns to rank
     fitted = read_json(run / "metrics" / "evaluation_metrics.json")["test"]
     assert fitted["n_samples"] == len(pd.read_parquet(sample_dir / split_file("test")))  # bars.parquet: every row
     # the checkpoint brings back the model and the data's timeframes: the same test scores
@@ -167,9 +169,9 @@ def test_short_model_name_in_a_recipe(sample_dir, tmp_path):
     assert read_json(run / "config" / "training_config.json")["data"]["horizon"] == 20
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
 def test_every_recipe_parses(recipe, capsys):
-    args = ["fit", "--config", str(REPO / "configs" / recipe)]
+    args = ["fit", "--config", str(RECIPES / recipe)]
     if recipe == "training.yaml":
         args += ["--model", "xgboost"]
     with pytest.raises(SystemExit) as exit_info:
@@ -207,7 +209,8 @@ def test_typo_in_a_model_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model", "lstm", "--model.hiden_size", "8"])
     assert exit_info.value.code == 2
-    assert "hiden_size" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean --model.hidden_size?" in err, err  # tests/test_console.py: more
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
