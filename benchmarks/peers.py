@@ -71,7 +71,7 @@ HORIZON = 5
 BATCH_SIZE = 256
 HIDDEN, LAYERS, DROPOUT = 64, 2, 0.1
 LR, WEIGHT_DECAY = 1e-3, 1e-4
-SIDES = ("mlfactory", "mlfactory-released", "pytorch-forecasting", "tsai")
+SIDES = ("mlfactory", "mlfactory-released", "mlfactory-fixed", "pytorch-forecasting", "tsai")
 VENVS = {  # side -> (default venv, requirements file); mlfactory runs in the interpreter that runs this script
     "pytorch-forecasting": (Path("/tmp/mlfactory-peers-venv"), HERE / "peers-requirements.txt"),
     "tsai": (Path("/tmp/mlfactory-peers-tsai-venv"), HERE / "peers-tsai-requirements.txt"),
@@ -184,11 +184,14 @@ def _rates(marks: list[tuple[float, float]], losses: list[float], shapes: dict |
             "first_loss": losses[0], "mean_loss": sum(losses) / len(losses), "shapes": shapes}
 
 
-def child_mlfactory(data_dir: Path, n_batches: int, emit: Callable[[dict], None] = _emit, release: bool = False) -> None:
+def child_mlfactory(data_dir: Path, n_batches: int, emit: Callable[[dict], None] = _emit, release: bool = False,
+                    by_row_group: bool = False) -> None:
     """mlfactory's side: FactoryDataModule's lazy windows and the registered lstm through a Lightning Trainer.
 
-    ``release``: after the split is read, hand the Arrow memory pool's freed pages back to the system
-    (``pyarrow.default_memory_pool().release_unused()``), the change proposed for the container.
+    The two changes proposed for the container (docs/performance.md, "Peers"), tried here by patching
+    this process only: ``release``: after the splits are read, hand the Arrow memory pool's freed pages
+    back to the system (``pyarrow.default_memory_pool().release_unused()``); ``by_row_group``: read each
+    file one row group at a time (``ParquetFile.read_row_group``) instead of ``pq.read_table``.
     """
     import torch
 
@@ -200,6 +203,10 @@ def child_mlfactory(data_dir: Path, n_batches: int, emit: Callable[[dict], None]
     from mlfactory.data.datamodule import FactoryDataModule
     from mlfactory.models.neural.lstm import LSTMModel
 
+    if by_row_group:
+        import mlfactory.data.container as container
+
+        container._read_table = _read_by_row_group
     torch.manual_seed(0)
     model = LSTMModel(lr_scheduler="none")
     base = _status_kib("VmRSS")
@@ -235,6 +242,15 @@ def child_mlfactory(data_dir: Path, n_batches: int, emit: Callable[[dict], None]
     with _Stage("train", base) as stage:
         trainer.fit(model, datamodule=data)
     emit({"stage": "train", **stage.result, **_rates(clock.marks, clock.losses, clock.shapes)})
+
+
+def _read_by_row_group(path: Path):
+    """The parquet file as one table, read a row group at a time (the chunks are kept, not concatenated)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    return pa.concat_tables([file.read_row_group(i) for i in range(file.num_row_groups)])
 
 
 def _read_split(data_dir: Path, info: dict):
@@ -355,6 +371,7 @@ def _fastai_adamw():
 
 
 CHILDREN = {"mlfactory": child_mlfactory, "mlfactory-released": partial(child_mlfactory, release=True),
+            "mlfactory-fixed": partial(child_mlfactory, release=True, by_row_group=True),
             "pytorch-forecasting": child_pytorch_forecasting, "tsai": child_tsai}
 
 
@@ -460,9 +477,10 @@ def setup(venv_for: dict[str, Path]) -> None:
 
 def table(results: list[dict]) -> str:
     """The markdown table of every (size, side) measurement."""
-    lines = ["| n rows | side | status | load s | build s | build peak / split | train peak / split | "
-             "held after build / split | samples/s (CPU) | samples/s (wall) | x shape | first loss | mean loss |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| n rows | side | status | split MiB | load CPU s | load peak / split | build CPU s | build peak / split | "
+             "held after build / split | train peak / split | samples/s (CPU) | samples/s (wall) | x shape | "
+             "first loss | mean loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s, split = r["stages"], r["feature_bytes"]
         load, build, train = s.get("load", {}), s.get("build", {}), s.get("train", {})
@@ -471,9 +489,10 @@ def table(results: list[dict]) -> str:
             return format(stage[key] / scale, fmt) if key in stage else "-"
 
         lines.append(
-            f"| {r['rows']:,} | {r['side']} | {r['status']} | {f(load, 'wall_s', '.1f')} | {f(build, 'wall_s', '.1f')} | "
-            f"{f(build, 'peak_bytes', '.2f', split)} | {f(train, 'peak_bytes', '.2f', split)} | "
-            f"{f(build, 'held_bytes', '.2f', split)} | {f(train, 'samples_per_s_cpu', '.0f')} | "
+            f"| {r['rows']:,} | {r['side']} | {r['status']} | {split / 2**20:,.0f} | {f(load, 'cpu_s', '.2f')} | "
+            f"{f(load, 'peak_bytes', '.2f', split)} | "
+            f"{f(build, 'cpu_s', '.2f')} | {f(build, 'peak_bytes', '.2f', split)} | {f(build, 'held_bytes', '.2f', split)} | "
+            f"{f(train, 'peak_bytes', '.2f', split)} | {f(train, 'samples_per_s_cpu', '.0f')} | "
             f"{f(train, 'samples_per_s_wall', '.0f')} | {train.get('shapes', {}).get('x', '-')} | "
             f"{f(train, 'first_loss', '.3f')} | {f(train, 'mean_loss', '.3f')} |"
         )
@@ -514,6 +533,7 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=VENVS["pytorch-forecasting"][0])
     parser.add_argument("--tsai-venv", type=Path, default=VENVS["tsai"][0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/mlfactory-peers-results.json"))
+    parser.add_argument("--table", type=Path, nargs="+", help="print the table of results JSON files written before, and exit")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -524,6 +544,10 @@ def main() -> None:
         CHILDREN[args.child](args.data, args.batches)
         return
     venv_for = {"pytorch-forecasting": args.venv, "tsai": args.tsai_venv}
+    if args.table:
+        merged = [r for path in args.table for r in json.loads(path.read_text())["results"]]
+        print(table(sorted(merged, key=lambda r: (r["rows"], SIDES.index(r["side"])))))
+        return
     if args.setup:
         setup(venv_for)
         return
