@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-N_TRIALS = 5
+N_TRIALS = 4
 
 
 def _statuses(trials_dir: Path) -> list[dict]:
