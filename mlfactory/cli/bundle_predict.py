@@ -51,7 +51,7 @@ def bundle_predict_command(argv: list[str]) -> int:
     from mlfactory.inference.stream import predict_file
 
     bundle = ModelBundle.load(args.bundle, device=args.device, require_signature=args.require_signature)
-    from mlfactory.inference.bars import looks_like_bars, predict_bars_file
+    from mlfactory.inference.stream import looks_like_bars, predict_bars_file
 
     if looks_like_bars(args.input, bundle.features):  # raw OHLCV bars: prepare's recipe makes the features
         rows = predict_bars_file(bundle, args.input, args.output, batch_size=args.batch_size, overwrite=args.overwrite)

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlfactory.atomic import remove_stale_partials, replacing
 from mlfactory.data.contract import DATETIME_COLUMN as DATETIME
-from mlfactory.data.contract import RAW_BAR_COLUMNS
 from mlfactory.data.contract import SYMBOL_COLUMN as SYMBOL
-from mlfactory.errors import BundleError, DataError
+from mlfactory.errors import BundleError
 from mlfactory.inference.predictor import output_frame
 
 if TYPE_CHECKING:
-    from mlfactory.inference.bundle import ModelBundle
     from mlfactory.prepare.bars import Bars
+
+ModelBundle = Any
+"""A loaded :class:`mlfactory.inference.bundle.ModelBundle` (named, not imported: the bundle module imports this one)."""
 
 NO_RECIPE = (
     "{where} holds no recipe of prepare (it was written before bundles carried the recipe, or trained "
@@ -118,58 +118,6 @@ def _multires_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) 
 def _symbol_column(bars: "Bars", rows: np.ndarray) -> pd.Series:
     codes = np.searchsorted(bars.bounds, rows, side="right") - 1
     return pd.Series(np.asarray(bars.symbols, dtype=object)[codes], dtype=object).astype(str)
-
-
-# --- files -------------------------------------------------------------------------------------------
-def looks_like_bars(path: str | os.PathLike[str], features: list[str]) -> bool:
-    """True when the file has open/high/low/close/volume (any case) and none of the feature columns: raw bars.
-
-    A table with some feature columns is a feature table (a missing feature is then an error that names it)."""
-    path = Path(path)
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-
-            columns = pq.read_schema(path).names
-        elif name.endswith((".csv", ".csv.gz", ".txt")):
-            from mlfactory.prepare.bars import _sniff_separator
-
-            columns = list(pd.read_csv(path, sep=_sniff_separator(path), nrows=0).columns)
-        else:
-            return False
-    except Exception:  # unreadable: the feature path reports it in its own words
-        return False
-    normal = {str(c).strip().strip("<>").strip().lower() for c in columns}
-    return all(c in normal for c in RAW_BAR_COLUMNS) and not any(f in columns for f in features)
-
-
-def predict_bars_file(bundle: "ModelBundle", input: str | os.PathLike[str], output: str | os.PathLike[str], *,
-                      batch_size: int = 2048, overwrite: bool = False) -> int:
-    """Predict every real bar of the raw-bar file ``input`` into the parquet file ``output``; return the row count.
-
-    The bars are read whole (their memory is a few numbers per bar); the output is written to a temporary and
-    renamed when complete, so a failed run leaves no output that looks valid.
-
-    Raises:
-        DataError: the output exists (without ``overwrite``) or is not parquet; the bars are wrong.
-        BundleError: the bundle has no recipe.
-    """
-    import pyarrow.parquet as pq
-
-    from mlfactory.inference.stream import output_schema, to_table
-
-    output = Path(output)
-    if not output.name.endswith((".parquet", ".pq")):
-        raise DataError(f"output {output} must be a parquet file (.parquet or .pq)")
-    if output.exists() and not overwrite:
-        raise DataError(f"output {output} exists; pass --overwrite to replace it, or choose another path")
-    frame = predict_bars(bundle, input, batch_size=batch_size)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(output)
-    with replacing(output) as tmp:
-        pq.write_table(to_table(frame, output_schema(bundle.class_names, bundle.class_labels)), tmp)
-    return len(frame)
 
 
 def recipe_spec(container: Any, view: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import pandas as pd
 
 from mlfactory.atomic import remove_stale_partials, replacing
+from mlfactory.data.contract import RAW_BAR_COLUMNS
 from mlfactory.errors import DataError
 from mlfactory.inference.predictor import DATETIME, SYMBOL, output_frame
 
@@ -173,3 +174,55 @@ def to_table(frame: pd.DataFrame, schema: "pa.Schema") -> "pa.Table":
     import pyarrow as pa
 
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+# --- files -------------------------------------------------------------------------------------------
+def looks_like_bars(path: str | os.PathLike[str], features: list[str]) -> bool:
+    """True when the file has open/high/low/close/volume (any case) and none of the feature columns: raw bars.
+
+    A table with some feature columns is a feature table (a missing feature is then an error that names it)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        elif name.endswith((".csv", ".csv.gz", ".txt")):
+            from mlfactory.prepare.bars import _sniff_separator
+
+            columns = list(pd.read_csv(path, sep=_sniff_separator(path), nrows=0).columns)
+        else:
+            return False
+    except Exception:  # unreadable: the feature path reports it in its own words
+        return False
+    normal = {str(c).strip().strip("<>").strip().lower() for c in columns}
+    return all(c in normal for c in RAW_BAR_COLUMNS) and not any(f in columns for f in features)
+
+
+def predict_bars_file(bundle: "ModelBundle", input: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                      batch_size: int = 2048, overwrite: bool = False) -> int:
+    """Predict every real bar of the raw-bar file ``input`` into the parquet file ``output``; return the row count.
+
+    The bars are read whole (their memory is a few numbers per bar); the output is written to a temporary and
+    renamed when complete, so a failed run leaves no output that looks valid.
+
+    Raises:
+        DataError: the output exists (without ``overwrite``) or is not parquet; the bars are wrong.
+        BundleError: the bundle has no recipe.
+    """
+    import pyarrow.parquet as pq
+
+    from mlfactory.inference.bars import predict_bars
+
+    output = Path(output)
+    if not output.name.endswith((".parquet", ".pq")):
+        raise DataError(f"output {output} must be a parquet file (.parquet or .pq)")
+    if output.exists() and not overwrite:
+        raise DataError(f"output {output} exists; pass --overwrite to replace it, or choose another path")
+    frame = predict_bars(bundle, input, batch_size=batch_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output)
+    with replacing(output) as tmp:
+        pq.write_table(to_table(frame, output_schema(bundle.class_names, bundle.class_labels)), tmp)
+    return len(frame)
