@@ -54,6 +54,9 @@ def export_onnx(bundle: ModelBundle | str | Path, path: str | Path, *, check: bo
             f"ONNX export is for neural models; {bundle.model_name} is a {bundle.spec['model']['family']} model, whose "
             f"native format is in {bundle.path / 'model'}"
         )
+    if bundle.input_kind == "multires":
+        raise BundleError(f"ONNX export takes one window tensor; {bundle.model_name} reads a window per timeframe "
+                          f"(multires), which the export does not cover: serve it with its bundle ({bundle.path})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path)
