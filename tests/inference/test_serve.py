@@ -156,3 +156,12 @@ def test_serve_refuses_an_old_bundle_without_a_recipe_in_one_line(capsys):
     assert main(["serve", "--bundle", str(golden), "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert "holds no recipe of prepare" in err and len(err.splitlines()) == 1
+
+
+def test_without_the_server_stack_serve_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if not installed: importing it raises ImportError
+    assert main(["serve", "--bundle", "anything"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "mlfactory: error: mlfactory serve needs FastAPI and uvicorn: pip install 'mlfactory[serve]'"
