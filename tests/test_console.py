@@ -109,6 +109,13 @@ def test_usage_errors_are_one_line(args, message, capsys):
     assert err.count("\n") == 1 and err.startswith("mlfactory: error: ") and message in err, err
 
 
+def test_an_evaluation_without_a_checkpoint_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "mlfactory: error: test needs a trained run's checkpoint: --ckpt_path RUN/checkpoints/best.ckpt\n"
+
+
 def test_model_options_may_come_before_the_model(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model.hidden_size", "8", "--model", "lstm", "--print_config"])

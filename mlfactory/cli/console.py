@@ -148,6 +148,8 @@ def usage_message(message: str, args: list[str], options: list[str]) -> str:
     required = re.search(r"arguments are required: (\S+)", message)
     if required:
         key = required.group(1).split(".", 1)[-1]
+        if key == "model" and args and args[0] in ("validate", "test", "predict"):
+            return f"{args[0]} needs a trained run's checkpoint: --ckpt_path RUN/checkpoints/best.ckpt"
         if key == "model":
             return ("no model chosen: pass --model NAME (one of: "
                     f"{', '.join(spec.name for spec in list_models())}) or --config RECIPE")
