@@ -1,7 +1,8 @@
-"""Inference bundles: a trained model, self-contained, that predicts on unscaled features (docs/inference.md).
+"""Inference bundles: a trained model, self-contained, that predicts on unscaled features or raw bars (docs/inference.md).
 
 >>> from mlfactory.inference import ModelBundle
 >>> ModelBundle.load("lightning_logs/xgboost/<run_id>/bundle").predict(frame)  # needs a trained run  # doctest: +SKIP
+>>> ModelBundle.load("lightning_logs/xgboost/<run_id>/bundle").predict_bars("new_bars.csv")  # doctest: +SKIP
 
 Light to import: the model's library, torch and Lightning load only when a bundle is loaded.
 """

@@ -7,7 +7,8 @@ bundle/
   manifest.json      format_version, sha256 of every other file, created, mlfactory and library versions
   signature.json     HMAC-SHA256 of manifest.json with the bundle key, and the key's id (when a key is set)
   bundle.json        model (registry name, class path, family, hyper-parameters), input (features in
-                     order, input kind, seq_len, scaler), horizon, class mapping, training-data fingerprint
+                     order, input kind, seq_len, scaler; prepare's recipe and each feature's measured
+                     warm-up, for raw bars), horizon, class mapping, training-data fingerprint
   model/             the model as the run's checkpoints/best_model/ holds it (``export_native``):
                      model.<suffix> (estimators), weights.pt + hparams.json (neural),
                      members/<i>_<name>/... + ensemble.json (ensembles)
@@ -241,6 +242,8 @@ class ModelBundle:
     :attr:`features`; for sequence models also ``datetime``, and ``symbol`` when there are several
     series) and returns one row per input row: ``datetime``, ``symbol``, ``p_down``, ``p_neutral``,
     ``p_up``, ``predicted_class``, ``predicted_label``, ``confidence`` and ``has_history``.
+    ``predict_bars(bars)`` takes raw OHLCV bars instead and computes the features with prepare's own
+    code (:mod:`mlfactory.inference.bars`).
 
     Attributes:
         path: the bundle directory.
