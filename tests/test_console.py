@@ -97,7 +97,8 @@ def test_verbose_brings_lightnings_lines_back(captured_fit, tmp_path, caplog):
         (["--model", "lstm", "--model.lr_scheduler", "step"],
          "lstm: --model.lr_scheduler: expected one of 'plateau', 'cosine', 'none', got 'step'"),
         (["--model", "lstm", "--data.horizon", "five"], "--data.horizon: expected int, got 'five'"),
-        (["--model.hidden_size", "8"], "--model.hidden_size needs a model: pass --model NAME"),
+        (["--model.hidden_size", "8"], "--model.hidden_size comes before any model is chosen: pass --model NAME"),
+        (["--model.hidden_size", "8", "--config", "lstm"], "put it after the --config that names the model"),
         ([], "no model chosen: pass --model NAME (one of: "),
     ],
 )

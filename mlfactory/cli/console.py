@@ -158,7 +158,8 @@ def usage_message(message: str, args: list[str], options: list[str]) -> str:
     if chosen and model_label(chosen.group(1)) == chosen.group(1):  # the base class: no model was chosen
         key = re.search(r"NestedArg\(key='([\w.]+)'", message)
         option = f"--model.{key.group(1)}" if key else "a --model.* option"
-        return f"{option} needs a model: pass --model NAME (or a --config that names one) as well"
+        return (f"{option} comes before any model is chosen: pass --model NAME, or put it after the --config "
+                "that names the model")
     rejected = re.search(r"given class_path '([\w.]+)':\s*(?:Option|Key) ['\"]([\w.]+)['\"] is not accepted", message)
     if rejected:
         return unknown_model_option(rejected.group(1), rejected.group(2))
