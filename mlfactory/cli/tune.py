@@ -9,7 +9,6 @@ or an ordinary cross-validation (``cv``), with its run record under
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import sys
 import warnings
@@ -27,7 +26,7 @@ from mlfactory.tuning.overfitting import period_returns
 from mlfactory.tuning.pruning import RoundReporter, attach_round_pruning, epoch_callbacks
 from mlfactory.tuning.space import SearchSpace
 from mlfactory.tuning.study import TrialOutcome, TuneSettings, Worker
-from mlfactory.validation.runner import CVSettings, run_cv
+from mlfactory.validation.runner import PROB_COLUMNS, CVSettings, run_cv
 
 # metric -> key in a split's scores / the cv summary
 CV_KEYS = {"log_loss": "log_loss", "balanced_accuracy": "balanced_accuracy", "direction_auc": "direction_auc",
@@ -71,7 +70,9 @@ class TuneCLI(FactoryCLI):
             return self._cv_trial(trial, config, trial_dir)
         model = self._instantiate(config)
         callbacks: list[Any] = []
-        if getattr(model, "fits_once", False):
+        if self.settings.pruner == "none":
+            pass  # nothing to report: each report is a write to the study's storage
+        elif getattr(model, "fits_once", False):
             attach_round_pruning(model, RoundReporter(trial, self.sign, self.settings.report_every))
         else:
             callbacks = epoch_callbacks(trial, self.settings.metric, self.sign)
@@ -95,10 +96,11 @@ class TuneCLI(FactoryCLI):
         import pandas as pd
 
         key = CV_KEYS[self.settings.metric]
-        seed = config[self.subcommand_name].get("seed_everything")
         values: list[float] = []
 
-        def split_done(index: int, value: float | None) -> None:
+        def split_done(index: int, scores: dict[str, Any]) -> None:
+            """run_cv's ``on_split_end``: report the running mean of the finished splits' test metric; prune."""
+            value = scores.get(key)
             if value is None or not np.isfinite(value):
                 return
             values.append(float(value))
@@ -108,25 +110,18 @@ class TuneCLI(FactoryCLI):
                                          f"{np.mean(values):.4f}")
 
         def make_model() -> L.LightningModule:
-            return self._instantiate(config, seed=False)
-
-        hook = "on_split_end" in inspect.signature(run_cv).parameters
+            return self._instantiate(config)  # seeded first, as cv and fit seed before building the model
 
         def make_trainer(split_dir: Path) -> L.Trainer:
-            if not hook and split_dir.name.isdigit() and int(split_dir.name) > 0:
-                previous = split_dir.parent / str(int(split_dir.name) - 1)  # finished: its test metrics are written
-                split_done(int(previous.name), _split_metric(previous, key))
-            if isinstance(seed, int) and not isinstance(seed, bool):
-                L.seed_everything(seed, verbose=False)
             return self._trainer(config, split_dir, [])
 
-        kwargs = {"on_split_end": lambda k, scores: split_done(k, scores.get(key))} if hook else {}
-        summary = run_cv(make_model, self.datamodule, make_trainer, trial_dir, self.cv_settings, **kwargs)
+        summary = run_cv(make_model, self.datamodule, make_trainer, trial_dir, self.cv_settings,
+                         on_split_end=split_done)
         metrics = {name: (summary["across_splits"].get(k) or {}).get("mean") for name, k in CV_KEYS.items()}
         table = pd.read_parquet(trial_dir / "predictions.parquet")
         times, returns = np.zeros(0, np.int64), np.zeros(0)
         if "fwd_return" in table:
-            probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
+            probs = table[PROB_COLUMNS].to_numpy()
             # every path's per-period returns, averaged over the paths that hold each period
             series = []
             for _, frame in table.groupby("path", sort=True):
@@ -187,15 +182,6 @@ class TuneCLI(FactoryCLI):
         header = (f"# The best trial of a study (mlfactory tune): {', '.join(f'{k}={v!r}' for k, v in params.items())}\n"
                   "# Reproduce it: mlfactory fit --config best.yaml\n" + cv)
         return header + yaml.safe_dump(loaded, sort_keys=False)
-
-
-def _split_metric(split_dir: Path, key: str) -> float | None:
-    """A finished cv split's test metric, from its run record."""
-    try:
-        report = json.loads((split_dir / "metrics" / "evaluation_metrics.json").read_text())["test"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return (report.get("trading") or {}).get(key) if key == "sharpe_annualised" else report.get(key)
 
 
 def _print_summary(summary: dict[str, Any], study_dir: Path) -> None:
