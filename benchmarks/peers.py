@@ -85,6 +85,7 @@ NOT_RUN = {
     "distribution losses (MAE, MSE, DistributionLoss, ...); there is no loss for a 3-class label nor a "
     "per-sample weight, so the task cannot be stated in its API.",
 }
+DEFAULT_MEM_GIB = 10.0  # RLIMIT_AS of a measurement's process: the shared 24 GiB machine must never swap
 WARM_NAME, WARM_ROWS = "peers-warm-v1", 2_000  # the split each child runs once first, unmeasured
 
 
@@ -446,7 +447,7 @@ def measure(side: str, data_dir: Path, n_batches: int, timeout: float, mem_gib: 
         if line.startswith("PEERS "):
             record = json.loads(line[len("PEERS "):])
             stages[record.pop("stage")] = record
-    result = {"stages": stages, "seconds": time.perf_counter() - started}
+    result = {"stages": stages, "seconds": time.perf_counter() - started, "mem_gib": mem_gib}
     if rc is None:
         result["status"] = f"timed out after {timeout:.0f} s (stages done: {', '.join(stages) or 'none'})"
     elif rc != 0:
@@ -488,8 +489,9 @@ def table(results: list[dict]) -> str:
         def f(stage: dict, key: str, fmt: str, scale: float = 1.0) -> str:
             return format(stage[key] / scale, fmt) if key in stage else "-"
 
+        cap = f" (cap {r['mem_gib']:g} GiB)" if r["status"] == "ok" and r.get("mem_gib", DEFAULT_MEM_GIB) != DEFAULT_MEM_GIB else ""
         lines.append(
-            f"| {r['rows']:,} | {r['side']} | {r['status']} | {split / 2**20:,.0f} | {f(load, 'cpu_s', '.2f')} | "
+            f"| {r['rows']:,} | {r['side']} | {r['status']}{cap} | {split / 2**20:,.0f} | {f(load, 'cpu_s', '.2f')} | "
             f"{f(load, 'peak_bytes', '.2f', split)} | "
             f"{f(build, 'cpu_s', '.2f')} | {f(build, 'peak_bytes', '.2f', split)} | {f(build, 'held_bytes', '.2f', split)} | "
             f"{f(train, 'peak_bytes', '.2f', split)} | {f(train, 'samples_per_s_cpu', '.0f')} | "
@@ -528,7 +530,7 @@ def main() -> None:
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     parser.add_argument("--batches", type=int, default=20, help="timed training batches after one warm-up batch")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
-    parser.add_argument("--mem-gib", type=float, default=10.0, help="RLIMIT_AS of each measurement's process, GiB")
+    parser.add_argument("--mem-gib", type=float, default=DEFAULT_MEM_GIB, help="RLIMIT_AS of each measurement's process, GiB")
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/mlfactory-peers-data"))
     parser.add_argument("--venv", type=Path, default=VENVS["pytorch-forecasting"][0])
     parser.add_argument("--tsai-venv", type=Path, default=VENVS["tsai"][0])
