@@ -29,9 +29,11 @@ from mlfactory.prepare import timeframes as tfs
 RECIPE_VERSION = 1
 WARMUP_PROBES = 3
 """Cut points of the warm-up measurement: the series is cut at 10%, 20% and 30% of its bars."""
+MAX_MEASURED_BARS = 250_000
+"""The measurement reads at most this many bars of the longest symbol (from its first): its cost stays bounded."""
 WARMUP_METHOD = (
     "per feature, the earlier bars after which features of the training bars cut at 10%, 20% and 30% of the "
-    "longest symbol agree with prepare's within two float32 ulps of the larger value (or of the feature's median "
+    "longest symbol (its first 250,000 at most) agree with prepare's within two float32 ulps of the larger value (or of the feature's median "
     "size), plus one bin of the feature's timeframe"
 )
 
@@ -151,13 +153,14 @@ def measure_warmup(bars: Any, recipe: Recipe, probes: int = WARMUP_PROBES) -> di
         raise PrepareError("no bars to measure the features' warm-up on")
     lengths = np.diff(bars.bounds)
     symbol = int(np.argmax(lengths))
-    n = int(lengths[symbol])
+    n = min(int(lengths[symbol]), MAX_MEASURED_BARS)
     names = recipe.feature_names
-    full = recipe.features(bars, symbol)
+    block = bars.block(symbol)
+    # every feature is causal, so the first n bars give prepare's values on their rows: the cost is bounded
+    full = recipe.features(_cut(bars, block.start, block.start + n), 0)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature has no typical size
         typical = np.nan_to_num(np.nanmedian(np.abs(full), axis=1), nan=0.0)[:, None]
-    block = bars.block(symbol)
     need = np.zeros(len(names), dtype=np.int64)
     shortest = n
     frames = recipe.timeframes_ns
@@ -166,7 +169,7 @@ def measure_warmup(bars: Any, recipe: Recipe, probes: int = WARMUP_PROBES) -> di
             cut = n * k // (10 if probes < 10 else probes + 1)
             if cut < 1 or n - cut < 2:
                 continue
-            part = _cut(bars, block.start + cut, block.stop)
+            part = _cut(bars, block.start + cut, block.start + n)
             values = recipe.features(part, 0)
             reference = full[:, cut:]
             same = _agree(values, reference, typical)
