@@ -178,10 +178,12 @@ def to_table(frame: pd.DataFrame, schema: "pa.Schema") -> "pa.Table":
 
 # --- files -------------------------------------------------------------------------------------------
 def looks_like_bars(path: str | os.PathLike[str], features: list[str]) -> bool:
-    """True when the file has open/high/low/close/volume (any case) and none of the feature columns: raw bars.
+    """True for a directory, or a file with open/high/low/close/volume (any case) and none of the feature columns: raw bars.
 
     A table with some feature columns is a feature table (a missing feature is then an error that names it)."""
     path = Path(path)
+    if path.is_dir():  # a directory of bar files, one per symbol, as prepare reads it
+        return True
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):

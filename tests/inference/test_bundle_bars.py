@@ -132,6 +132,13 @@ def test_predict_command_reads_raw_bars(fitted_run, raw_bars, run_predictions, t
     out = tmp_path / "preds.parquet"
     assert main(["predict", "--bundle", str(run / "bundle"), "--input", str(source), "--output", str(out)]) == 0
     assert_reproduces(pd.read_parquet(out), run_predictions(run))
+    # a directory of files, one per symbol named by the file, as prepare reads them
+    (tmp_path / "bars").mkdir()
+    for symbol, part in raw_bars.groupby("symbol"):
+        part.drop(columns="symbol").to_parquet(tmp_path / "bars" / f"{symbol}.parquet", index=False)
+    assert main(["predict", "--bundle", str(run / "bundle"), "--input", str(tmp_path / "bars"), "--output", str(out),
+                 "--overwrite"]) == 0
+    assert_reproduces(pd.read_parquet(out), run_predictions(run))
 
 
 @pytest.fixture(scope="module")
