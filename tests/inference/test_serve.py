@@ -165,3 +165,15 @@ def test_without_the_server_stack_serve_says_what_to_install(monkeypatch, capsys
     assert main(["serve", "--bundle", "anything"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "mlfactory: error: mlfactory serve needs FastAPI and uvicorn: pip install 'mlfactory[serve]'"
+
+
+def test_the_state_is_bounded_in_bars_and_symbols(fitted_run, bars):
+    from mlfactory.inference.service import BarService, RequestError
+
+    bundle = ModelBundle.load(fitted_run("xgboost") / "bundle")
+    service = BarService(bundle, max_symbols=1)
+    service.predict(payload(bars[bars["symbol"] == "SYNA"].head(900))["bars"])
+    assert len(service.history["SYNA"].times) == service.keep == bundle.required_history + 1
+    with pytest.raises(RequestError, match="at most 1 are served") as refused:
+        service.predict(payload(bars[bars["symbol"] == "SYNB"].head(2))["bars"])
+    assert refused.value.status == 409 and list(service.history) == ["SYNA"]
