@@ -48,7 +48,7 @@ def test_a_fit_prints_what_trains_progress_the_result_and_where(captured_fit, sa
     run_name = f"lightning_logs/lstm/{run.name}"
     parameters = sum(p.numel() for p in __import__("torch").load(
         run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"].values())
-    announced = f"fit lstm ({parameters:,} parameters, up to 1 epochs) on {sample_dir}, horizon 5, seq_len 8 -> {run_name}"
+    announced = f"fit lstm ({parameters:,} parameters, up to 1 epoch) on {sample_dir}, horizon 5, seq_len 8 -> {run_name}"
     assert announced in lines, lines[:3]
     assert any(line.startswith("val balanced accuracy") and "chance is 0.333" in line for line in lines)
     assert lines[-1] == f"run: {run_name}"
@@ -92,7 +92,8 @@ def test_verbose_brings_lightnings_lines_back(captured_fit, tmp_path, caplog):
     [
         (["--model", "lstm", "--model.hiden_size", "8"],
          "lstm has no option --model.hiden_size; did you mean --model.hidden_size?"),
-        (["--model", "lstm", "--trainer.max_epoks", "3"], "unknown option --trainer.max_epoks; did you mean --trainer.max_epochs"),
+        (["--model", "lstm", "--trainer.max_epoks", "3"],
+         "unknown option --trainer.max_epoks; did you mean --trainer.max_epochs"),
         (["--model", "lstm", "--datas.horizon", "3"], "unknown option --datas.horizon; did you mean --data.horizon?"),
         (["--model", "lstm", "--model.lr_scheduler", "step"],
          "lstm: --model.lr_scheduler: expected one of 'plateau', 'cosine', 'none', got 'step'"),
@@ -114,7 +115,8 @@ def test_an_evaluation_without_a_checkpoint_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["test"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "mlfactory: error: test needs a trained run's checkpoint: --ckpt_path RUN/checkpoints/best.ckpt\n"
+    err = capsys.readouterr().err
+    assert err == "mlfactory: error: test needs a trained run's checkpoint: --ckpt_path RUN/checkpoints/best.ckpt\n"
 
 
 def test_model_options_may_come_before_the_model(capsys):

@@ -102,7 +102,7 @@ def describe_model_options(parser: Any) -> None:
     group = getattr(parser, "groups", {}).get("model")
     if group is not None:
         group.title = "The model"
-        group.description = "--model.OPTION VALUE sets one of the chosen model's options; `--model.help NAME` lists them."
+        group.description = "--model.OPTION VALUE sets an option of the chosen model; `--model.help NAME` lists them."
     names = ", ".join(spec.name for spec in list_models())
     for action in parser._actions:
         if action.dest == "model":

@@ -22,7 +22,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mlfactory.atomic import process_alive
 from mlfactory.callbacks.run_record import RunRecord
-from mlfactory.cli.console import HelpFormatter, console, describe_model_options, pop_flag, subcommand_kwargs, usage_message
+from mlfactory.cli.console import (
+    HelpFormatter,
+    console,
+    describe_model_options,
+    pop_flag,
+    subcommand_kwargs,
+    usage_message,
+)
 from mlfactory.cli.progress import FactoryProgressBar, FitAnnouncement
 from mlfactory.data.datamodule import FactoryDataModule
 from mlfactory.errors import ConfigError, RunError
@@ -331,7 +338,7 @@ def model_before_its_options(args: list[str]) -> list[str]:
     jsonargparse applies an option given before the model is chosen to the base class, which rejects it.
     A ``--config`` between them is left alone (moving the model before it would change what wins).
     """
-    firsts = [i for i, token in enumerate(args) if token.startswith("--model.") and not token.startswith("--model.help")]
+    firsts = [i for i, token in enumerate(args) if token.startswith("--model.") and token.split("=")[0] != "--model.help"]
     named = [i for i, token in enumerate(args) if token == "--model" and i + 1 < len(args)]
     if not firsts or len(named) != 1 or named[0] < firsts[0]:
         return args

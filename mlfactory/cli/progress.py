@@ -65,7 +65,7 @@ def describe_fit(model: Any, datamodule: Any, trainer: Any) -> str:
     if not getattr(model, "fits_once", False) and n_parameters:
         details.append(f"{n_parameters:,} parameters")
         if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            details.append(f"up to {trainer.max_epochs} epochs")
+            details.append(f"up to {trainer.max_epochs} epoch{'s' if trainer.max_epochs > 1 else ''}")
     about = f" ({', '.join(details)})" if details else ""
     data_dir = getattr(datamodule, "data_dir", None)
     data = f"on {data_dir}" if data_dir else "on the embedded sample data"
