@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--bundle", required=True, metavar="DIR", help="a run's bundle/ directory (or the run directory)")
+    parser.add_argument("--bundle", required=True, action="append", metavar="[NAME=]DIR",
+                        help="a run's bundle/ directory (or the run directory); repeat it to serve several, each at "
+                        "POST /predict/NAME (NAME defaults to the model's registry name)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
@@ -53,9 +55,17 @@ def serve_command(argv: list[str]) -> int:
     from mlfactory.inference.bundle import ModelBundle
     from mlfactory.inference.service import BarService, create_app
 
-    bundle = ModelBundle.load(args.bundle, device=args.device, require_signature=args.require_signature)
-    service = BarService(bundle, max_symbols=args.max_symbols)
-    print(f"mlfactory serve: {bundle.model_name} from {bundle.path} on http://{args.host}:{args.port} "
-          f"({service.keep} bars kept per symbol)", file=sys.stderr)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    services: dict[str, BarService] = {}
+    for given in args.bundle:
+        name, _, path = given.rpartition("=") if "=" in given else ("", "", given)
+        bundle = ModelBundle.load(path, device=args.device, require_signature=args.require_signature)
+        name = name or bundle.model_name
+        if name in services:
+            raise ConfigError(f"two bundles are named {name!r}; name them apart: --bundle NAME=DIR")
+        services[name] = BarService(bundle, max_symbols=args.max_symbols)
+        print(f"mlfactory serve: {name} ({bundle.model_name} from {bundle.path}, {services[name].keep} bars kept per "
+              "symbol)", file=sys.stderr)
+    routes = "POST /predict" if len(services) == 1 else "POST /predict/NAME"
+    print(f"mlfactory serve: http://{args.host}:{args.port} (GET /health, {routes})", file=sys.stderr)
+    uvicorn.run(create_app(services), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -13,6 +13,7 @@ FastAPI and uvicorn are the ``serve`` extra (``pip install 'mlfactory[serve]'``)
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -191,9 +192,18 @@ def _one_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def create_app(service: BarService) -> Any:
-    """The FastAPI application: ``GET /health`` and ``POST /predict``."""
+def create_app(services: "BarService | Mapping[str, BarService]") -> Any:
+    """The FastAPI application: ``GET /health``, ``POST /predict`` and ``POST /predict/{name}``.
+
+    ``services`` is one service, or several by name (``--bundle NAME=DIR`` repeated): each has its own
+    state, ``POST /predict/{name}`` routes to one, and ``POST /predict`` works when there is only one.
+    """
     require_server_stack()
+    if isinstance(services, BarService):
+        services = {services.bundle.model_name: services}
+    services = dict(services)
+    if not services:
+        raise ConfigError("serve needs at least one bundle")
     import datetime as dt
 
     from fastapi import FastAPI, Request
@@ -216,7 +226,22 @@ def create_app(service: BarService) -> Any:
         bars: list[Bar]
 
     app = FastAPI(title="mlfactory serve", version=_version(),
-                  description=f"Predictions of {service.bundle.model_name} from raw OHLCV bars (docs/inference.md)")
+                  description=f"Predictions of {', '.join(services)} from raw OHLCV bars (docs/inference.md)")
+
+    def route(name: str | None) -> BarService:
+        if name is None:
+            if len(services) == 1:
+                return next(iter(services.values()))
+            raise RequestError(f"{len(services)} bundles are served; POST /predict/NAME with NAME one of "
+                               f"{', '.join(services)}", 404)
+        if name not in services:
+            raise RequestError(f"no bundle named {name!r} is served; POST /predict/NAME with NAME one of "
+                               f"{', '.join(services)}", 404)
+        return services[name]
+
+    def answer(service: BarService, body: Any) -> dict[str, Any]:
+        bars = [bar.model_dump() for bar in body.bars]
+        return {"model": service.bundle.model_name, "predictions": service.predict(bars)}
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,12 +258,17 @@ def create_app(service: BarService) -> Any:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return service.health()
+        if len(services) == 1:
+            return next(iter(services.values())).health()
+        return {"status": "ok", "bundles": {name: service.health() for name, service in services.items()}}
 
     @app.post("/predict")
-    def predict(body: PredictRequest) -> dict[str, Any]:  # a plain def: FastAPI runs it in its thread pool
-        bars = [bar.model_dump() for bar in body.bars]
-        return {"model": service.bundle.model_name, "predictions": service.predict(bars)}
+    def predict(body: PredictRequest) -> dict[str, Any]:  # plain defs: FastAPI runs them in its thread pool
+        return answer(route(None), body)
+
+    @app.post("/predict/{name}")
+    def predict_named(name: str, body: PredictRequest) -> dict[str, Any]:
+        return answer(route(name), body)
 
     return app
 

@@ -27,7 +27,7 @@ STREAMED = 40  # bars sent one request each
 class Server:
     """A uvicorn server of a bundle on a free loopback port, in a thread."""
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    def __init__(self, bundle: "ModelBundle | dict") -> None:
         import uvicorn
 
         from mlfactory.inference.service import BarService, create_app
@@ -35,7 +35,7 @@ class Server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(BarService(bundle)), host="127.0.0.1", port=self.port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(bundle if isinstance(bundle, dict) else BarService(bundle)), host="127.0.0.1", port=self.port,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -177,3 +177,26 @@ def test_the_state_is_bounded_in_bars_and_symbols(fitted_run, bars):
     with pytest.raises(RequestError, match="at most 1 are served") as refused:
         service.predict(payload(bars[bars["symbol"] == "SYNB"].head(2))["bars"])
     assert refused.value.status == 409 and list(service.history) == ["SYNA"]
+
+
+def test_several_bundles_are_served_by_name(fitted_run, served, bars):
+    from mlfactory.inference.service import BarService
+
+    lstm = served[1]
+    xgboost = ModelBundle.load(fitted_run("xgboost") / "bundle")
+    server = Server({"fast": BarService(xgboost), "deep": BarService(lstm)})
+    try:
+        one = bars[bars["symbol"] == "SYNC"].reset_index(drop=True).tail(600)
+        status, health = server.request("/health")
+        assert status == 200 and set(health["bundles"]) == {"fast", "deep"}
+        for name, bundle in (("fast", xgboost), ("deep", lstm)):
+            status, body = server.request(f"/predict/{name}", payload(one))
+            assert status == 200 and body["model"] == bundle.model_name
+            expected = bundle.predict_bars(one)
+            got = pd.DataFrame(body["predictions"])
+            np.testing.assert_array_equal(got["has_history"].to_numpy(), expected["has_history"].to_numpy())
+        for path in ("/predict", "/predict/other"):
+            status, answer = server.request(path, payload(one.tail(1)))
+            assert status == 404 and "POST /predict/NAME with NAME one of fast, deep" in answer["error"]
+    finally:
+        server.stop()
