@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlfactory.data.contract import DATETIME_COLUMN as DATETIME
-from mlfactory.data.contract import SYMBOL_COLUMN as SYMBOL
 from mlfactory.errors import BundleError
 from mlfactory.inference.predictor import output_frame
 
@@ -90,12 +88,12 @@ def _feature_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -
     probs = np.full((len(real_rows), 3), np.nan, dtype=np.float32)
     has_history = np.zeros(len(real_rows), dtype=bool)
     if len(ready_at):
-        table = pd.DataFrame(np.concatenate(blocks), columns=bundle.features)
-        table.insert(0, SYMBOL, names_out.to_numpy()[ready_at])
-        table.insert(0, DATETIME, pd.to_datetime(times[ready_at], unit="ns", utc=True))
-        predicted = bundle.predictor(batch_size=batch_size)(table)
-        probs[ready_at] = predicted[[f"p_{c}" for c in bundle.class_names]].to_numpy(dtype=np.float32)
-        has_history[ready_at] = predicted["has_history"].to_numpy()
+        values = np.concatenate(blocks)  # unscaled float32, every value finite
+        # the bundle's scaler, as on a feature table (predictor.feature_matrix): the split files' numbers
+        x = bundle.scaler.transform(values) if bundle.scaler is not None else np.ascontiguousarray(values)
+        symbols = names_out.to_numpy(dtype=object)[ready_at]
+        probs[ready_at], has_history[ready_at] = bundle.predictor(batch_size=batch_size).predict_inputs(
+            x, times[ready_at], symbols)
     return output_frame(times, names_out, probs, has_history, bundle.class_names, bundle.class_labels)
 
 

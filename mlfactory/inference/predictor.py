@@ -138,12 +138,19 @@ class Predictor:
         x = self.bundle.transform(frame, first_row=first)
         times = timestamps(frame, required=sequence, first_row=first)
         names = symbols(frame, first_row=first)
-        if sequence:
-            probs, has_history = self._windows(x, times, names.to_numpy(dtype=object))
+        probs, has_history = self.predict_inputs(x, times, names.to_numpy(dtype=object))
+        return output_frame(times, names, probs, has_history, self.bundle.class_names, self.bundle.class_labels)
+
+    def predict_inputs(self, x: np.ndarray, times: np.ndarray | None, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (n, 3) and ``has_history`` (n,) of model-input rows ``x`` (scaled, (n, n_features) float32)
+        with their int64 ns ``times`` and object ``names`` (symbols): the array form of a call, for callers
+        that built the rows themselves (raw bars, :mod:`mlfactory.inference.bars`). Sequence models need ``times``."""
+        if self.bundle.view.windowed:
+            probs, has_history = self._windows(x, times, names)
         else:
             probs, has_history = self._rows(x), np.ones(len(x), dtype=bool)
-        self.rows_seen += len(frame)
-        return output_frame(times, names, probs, has_history, self.bundle.class_names, self.bundle.class_labels)
+        self.rows_seen += len(x)
+        return probs, has_history
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
         # an estimator takes the whole chunk at once (its library batches and threads by itself)
