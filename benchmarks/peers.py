@@ -242,7 +242,18 @@ def child_mlfactory(data_dir: Path, n_batches: int, emit: Callable[[dict], None]
                         default_root_dir="/tmp")
     with _Stage("train", base) as stage:
         trainer.fit(model, datamodule=data)
-    emit({"stage": "train", **stage.result, **_rates(clock.marks, clock.losses, clock.shapes)})
+    emit({"stage": "train", **stage.result, **_rates(clock.marks, clock.losses, clock.shapes),
+          **_loader_ms(data.train_dataloader(), n_batches)})
+
+
+def _loader_ms(batches, n_batches: int) -> dict:
+    """CPU milliseconds per batch of a loader alone (no training), over ``n_batches`` after one warm-up batch."""
+    iterator = iter(batches)
+    next(iterator)
+    start = time.process_time()
+    for _ in range(n_batches):
+        next(iterator)
+    return {"loader_ms_cpu": (time.process_time() - start) * 1000 / n_batches}
 
 
 def _read_by_row_group(path: Path):
@@ -298,7 +309,7 @@ def child_pytorch_forecasting(data_dir: Path, n_batches: int, emit: Callable[[di
 
     with _Stage("train", base) as stage:
         rates = _train_loop(net, batches(), n_batches)
-    emit({"stage": "train", **stage.result, **rates})
+    emit({"stage": "train", **stage.result, **rates, **_loader_ms(batches(), n_batches)})
 
 
 def child_tsai(data_dir: Path, n_batches: int, emit: Callable[[dict], None] = _emit) -> None:
@@ -479,9 +490,9 @@ def setup(venv_for: dict[str, Path]) -> None:
 def table(results: list[dict]) -> str:
     """The markdown table of every (size, side) measurement."""
     lines = ["| n rows | side | status | split MiB | load CPU s | load peak / split | build CPU s | build peak / split | "
-             "held after build / split | train peak / split | samples/s (CPU) | samples/s (wall) | x shape | "
+             "held after build / split | train peak / split | samples/s (CPU) | samples/s (wall) | loader ms/batch (CPU) | x shape | "
              "first loss | mean loss |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s, split = r["stages"], r["feature_bytes"]
         load, build, train = s.get("load", {}), s.get("build", {}), s.get("train", {})
@@ -495,7 +506,7 @@ def table(results: list[dict]) -> str:
             f"{f(load, 'peak_bytes', '.2f', split)} | "
             f"{f(build, 'cpu_s', '.2f')} | {f(build, 'peak_bytes', '.2f', split)} | {f(build, 'held_bytes', '.2f', split)} | "
             f"{f(train, 'peak_bytes', '.2f', split)} | {f(train, 'samples_per_s_cpu', '.0f')} | "
-            f"{f(train, 'samples_per_s_wall', '.0f')} | {train.get('shapes', {}).get('x', '-')} | "
+            f"{f(train, 'samples_per_s_wall', '.0f')} | {f(train, 'loader_ms_cpu', '.1f')} | {train.get('shapes', {}).get('x', '-')} | "
             f"{f(train, 'first_loss', '.3f')} | {f(train, 'mean_loss', '.3f')} |"
         )
     return "\n".join(lines)
