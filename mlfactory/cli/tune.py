@@ -46,6 +46,8 @@ class TuneCLI(FactoryCLI):
         self.settings = TuneSettings(**config["tune"].as_dict())
         self.settings.check()
         self.cv_settings = CVSettings(**config["cv"].as_dict())
+        if self.settings.objective == "cv" and hasattr(self.cv_settings, "check"):
+            self.cv_settings.check()  # before the study opens: a bad --cv.* is one line, not failed trials
         if config.get("ckpt_path"):
             raise ConfigError("mlfactory tune fits every trial from scratch; drop --ckpt_path")
         if self._get(self.config, "trainer", default={}).get("logger") not in (None, True):
@@ -58,8 +60,7 @@ class TuneCLI(FactoryCLI):
         root = Path(self._get(self.config, "trainer", default={}).get("default_root_dir") or ".")
         self.subcommand_name = subcommand
         self.sign = -1.0 if self.settings.maximise else 1.0  # epochs and rounds report a loss
-        worker = Worker(self.settings, space, study, root / LOG_ROOT / "tune" / study, self._trial, self._recipe,
-                        self.datamodule.horizon)
+        worker = Worker(self.settings, space, study, root / LOG_ROOT / "tune" / study, self._trial, self._recipe)
         summary = worker.optimize()
         _print_summary(summary, root / LOG_ROOT / "tune" / study)
 
@@ -164,8 +165,6 @@ class TuneCLI(FactoryCLI):
             trainer = self.instantiate_trainer()
         finally:
             self.config = parsed
-        if hasattr(trainer.logger, "_default_hp_metric"):
-            trainer.logger._default_hp_metric = False  # the study writes the trial's hparams with its result
         return trainer
 
     def _recipe(self, params: dict[str, Any]) -> str:

@@ -129,9 +129,9 @@ class Worker:
     """Runs trials of one study until it has ``n_trials`` (or this worker's timeout), then writes the results."""
 
     def __init__(self, settings: TuneSettings, space: SearchSpace, study_name: str, study_dir: Path,
-                 run_trial: RunTrial, recipe: Callable[[dict[str, Any]], str], horizon: int) -> None:
+                 run_trial: RunTrial, recipe: Callable[[dict[str, Any]], str]) -> None:
         self.settings, self.space, self.study_name, self.study_dir = settings, space, study_name, study_dir
-        self.run_trial, self.recipe, self.horizon = run_trial, recipe, horizon
+        self.run_trial, self.recipe = run_trial, recipe
         self.url = settings.storage or default_url(study_dir)
 
     # --- the study ------------------------------------------------------------------------------
@@ -296,20 +296,27 @@ class Worker:
         trial.set_user_attr("period_sharpe", _finite(sharpe(outcome.period_returns)))
         trial.set_user_attr("period_times", [int(t) for t in outcome.period_times])
         trial.set_user_attr("period_returns", [float(f"{r:.6g}") for r in outcome.period_returns])
-        _log_hparams(trial_dir, params, self.settings.metric, value)
+        if self.settings.objective == "cv":  # a fit's run record puts its own val metrics in the HPARAMS tab
+            _log_hparams(trial_dir, params, self.settings.metric, value)
         study.tell(trial, value)
         print(f"trial {trial.number}: {self.settings.metric} {value:.4f}  {params}", file=sys.stderr)
         self._trim(study)
 
     def _trim(self, study: Any) -> None:
-        """Keep the whole record of the best ``keep`` complete trials; the others keep metrics and config."""
+        """Keep the whole record of the best ``keep`` complete trials; the others keep metrics and config.
+
+        Only finished trials are trimmed: a record whose trial is still running (here or in another
+        worker sharing the directory) is left alone until the study knows its result.
+        """
         from optuna.trial import TrialState
 
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        ranked = sorted(complete, key=lambda t: t.value, reverse=self.settings.maximise)
-        keep = {t.number for t in ranked[: self.settings.keep]}
+        trials = study.get_trials(deepcopy=False)
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
+                          reverse=self.settings.maximise)
+        keep = {t.number for t in complete[: self.settings.keep]}
+        finished = {t.number for t in trials if t.state.is_finished()}
         for directory in (self.study_dir / "trials").glob("*"):
-            if directory.name.isdigit() and int(directory.name) not in keep and _status(directory) != "running":
+            if directory.name.isdigit() and int(directory.name) in finished - keep:
                 _trim_record(directory)
 
     # --- results ---------------------------------------------------------------------------------
@@ -357,7 +364,7 @@ def _pbo(complete: list[Any]) -> dict[str, Any]:
 
 
 def _log_hparams(trial_dir: Path, params: dict[str, Any], metric: str, value: float) -> None:
-    """The trial's parameters and result for TensorBoard's HPARAMS tab (``tensorboard --logdir`` the study)."""
+    """A cv trial's parameters and score for TensorBoard's HPARAMS tab (``tensorboard --logdir`` the trials)."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(save_dir=str(trial_dir.parent), name="", version=trial_dir.name,
@@ -378,13 +385,6 @@ def _mark(trial_dir: Path, state: str, reason: str) -> None:
     status.pop("error", None)
     trial_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, status)
-
-
-def _status(directory: Path) -> str | None:
-    try:
-        return json.loads((directory / "status.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _trim_record(directory: Path) -> None:
