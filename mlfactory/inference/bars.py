@@ -48,14 +48,24 @@ def predict_bars(bundle: "ModelBundle", source: "pd.DataFrame | str | os.PathLik
         PrepareError: the bars are unreadable or wrong (what, where, what to do), or of another resolution.
     """
     recipe = bundle.recipe
-    recipe.check_talib(str(bundle.path))
     bars = source if hasattr(source, "bounds") else recipe.load(source)
+    rows, probs, has_history = predict_arrays(bundle, bars, batch_size)
+    return output_frame(bars.times[rows], _symbol_column(bars, rows), probs, has_history, bundle.class_names,
+                        bundle.class_labels)
+
+
+def predict_arrays(bundle: "ModelBundle", bars: "Bars", batch_size: int = 2048
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The array form of :func:`predict_bars` on bars already read (``recipe.load``): the real bars' row numbers
+    in ``bars``, their (n, 3) float32 probabilities (NaN without history) and ``has_history``."""
+    bundle.recipe.check_talib(str(bundle.path))
     if bundle.input_kind == "multires":
         return _multires_predictions(bundle, bars, batch_size)
     return _feature_predictions(bundle, bars, batch_size)
 
 
-def _feature_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -> pd.DataFrame:
+def _feature_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     recipe = bundle.recipe
     names = recipe.feature_names
     position = {name: j for j, name in enumerate(names)}
@@ -84,20 +94,21 @@ def _feature_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -
     real_rows = np.concatenate(real_rows) if real_rows else np.zeros(0, np.int64)
     ready_at = np.concatenate(ready_rows) if ready_rows else np.zeros(0, np.int64)
     times = bars.times[real_rows]
-    names_out = _symbol_column(bars, real_rows)
     probs = np.full((len(real_rows), 3), np.nan, dtype=np.float32)
     has_history = np.zeros(len(real_rows), dtype=bool)
     if len(ready_at):
         values = np.concatenate(blocks)  # unscaled float32, every value finite
         # the bundle's scaler, as on a feature table (predictor.feature_matrix): the split files' numbers
         x = bundle.scaler.transform(values) if bundle.scaler is not None else np.ascontiguousarray(values)
-        symbols = names_out.to_numpy(dtype=object)[ready_at]
+        codes = np.searchsorted(bars.bounds, real_rows[ready_at], side="right") - 1
+        symbols = np.asarray(bars.symbols, dtype=object)[codes]
         probs[ready_at], has_history[ready_at] = bundle.predictor(batch_size=batch_size).predict_inputs(
             x, times[ready_at], symbols)
-    return output_frame(times, names_out, probs, has_history, bundle.class_names, bundle.class_labels)
+    return real_rows, probs, has_history
 
 
-def _multires_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) -> pd.DataFrame:
+def _multires_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from mlfactory.data.multires import MultiResolutionBars
 
     spec = bundle.spec["input"]["multires"]
@@ -109,8 +120,7 @@ def _multires_predictions(bundle: "ModelBundle", bars: "Bars", batch_size: int) 
     for start in range(0, len(targets), batch_size):
         chunk = targets[start : start + batch_size]
         probs[chunk] = bundle.predict_proba(windows.gather(real_rows[chunk]))
-    return output_frame(bars.times[real_rows], _symbol_column(bars, real_rows), probs, ready, bundle.class_names,
-                        bundle.class_labels)
+    return real_rows, probs, ready
 
 
 def _symbol_column(bars: "Bars", rows: np.ndarray) -> pd.Series:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlfactory.data.contract import RAW_BAR_COLUMNS
 from mlfactory.errors import ConfigError, MLFactoryError
+from mlfactory.inference.bars import predict_arrays
 
 if TYPE_CHECKING:
     from mlfactory.inference.bundle import ModelBundle
@@ -148,19 +149,20 @@ class BarService:
         bars = pd.DataFrame(values, columns=list(RAW_BAR_COLUMNS))
         bars.insert(0, "symbol", symbol)
         bars.insert(0, "datetime", pd.to_datetime(times, unit="ns", utc=True))
-        try:
-            predicted = self.bundle.predict_bars(bars)
+        try:  # prepare's reader and checks, then the bundle's own raw-bar prediction
+            loaded = self.bundle.recipe.load(bars)
+            rows, probs, has_history = predict_arrays(self.bundle, loaded)
         except MLFactoryError as err:
             raise RequestError(f"bars of {symbol!r}: {_one_line(err)}") from None
-        stamps = predicted["datetime"].dt.tz_localize(None).to_numpy().view(np.int64)
+        stamps = loaded.times[rows]
         wanted = new["_ns"].to_numpy()
         index = np.searchsorted(stamps, wanted)
         if (index >= len(stamps)).any() or (stamps[np.minimum(index, len(stamps) - 1)] != wanted).any():
             raise RequestError(f"bars of {symbol!r}: a bar was not predicted (repaired away by prepare's checks)")
-        rows = predicted.iloc[index]
         keep = slice(max(0, len(times) - self.keep), len(times))
-        return _History(times[keep].copy(), values[keep].copy()), [_record(row, self.bundle.class_names) for row in
-                                                                  rows.itertuples(index=False)]
+        records = [_record(int(wanted[k]), symbol, probs[i], bool(has_history[i]), self.bundle.class_names,
+                           self.bundle.class_labels) for k, i in enumerate(index)]
+        return _History(times[keep].copy(), values[keep].copy()), records
 
 
 def _frame(bars: list[dict[str, Any]]) -> pd.DataFrame:
@@ -171,15 +173,17 @@ def _frame(bars: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _record(row: Any, class_names: list[str]) -> dict[str, Any]:
-    has = bool(row.has_history)
+def _record(ns: int, symbol: str, probs: np.ndarray, has: bool, class_names: list[str],
+            class_labels: list[int]) -> dict[str, Any]:
+    """One bar's answer; the class is the most probable one, as in :func:`predictor.output_frame`."""
+    predicted = int(np.argmax(probs)) if has else None
     return {
-        "datetime": row.datetime.isoformat(),
-        "symbol": row.symbol,
+        "datetime": _iso(ns),
+        "symbol": symbol,
         "has_history": has,
-        "class": int(row.predicted_class) if has else None,
-        "label": int(row.predicted_label) if has else None,
-        "probabilities": {name: float(getattr(row, f"p_{name}")) for name in class_names} if has else None,
+        "class": predicted,
+        "label": int(class_labels[predicted]) if has else None,
+        "probabilities": {name: float(p) for name, p in zip(class_names, probs)} if has else None,
     }
 
 
