@@ -71,7 +71,7 @@ HORIZON = 5
 BATCH_SIZE = 256
 HIDDEN, LAYERS, DROPOUT = 64, 2, 0.1
 LR, WEIGHT_DECAY = 1e-3, 1e-4
-SIDES = ("mlfactory", "mlfactory-released", "mlfactory-fixed", "pytorch-forecasting", "tsai")
+SIDES = ("mlfactory", "mlfactory-released", "mlfactory-fixed", "pytorch-forecasting", "tsai", "read-whole", "read-pieces")
 VENVS = {  # side -> (default venv, requirements file); mlfactory runs in the interpreter that runs this script
     "pytorch-forecasting": (Path("/tmp/mlfactory-peers-venv"), HERE / "peers-requirements.txt"),
     "tsai": (Path("/tmp/mlfactory-peers-tsai-venv"), HERE / "peers-tsai-requirements.txt"),
@@ -382,9 +382,46 @@ def _fastai_adamw():
     return partial(Adam, decouple_wd=True)
 
 
+def child_read(data_dir: Path, n_batches: int, emit: Callable[[dict], None] = _emit, pieces: bool = False) -> None:
+    """The feature array alone, read two ways (load stage only): the reader's part of the container's peak.
+
+    ``pieces=False``: ``pq.read_table`` of the whole file, then each column copied into a float32
+    array, as the container does. ``pieces=True``: the float32 array allocated first and filled one
+    row group at a time, each row group dropped once copied, the Arrow pool released at the end:
+    the reader proposed for the container. ``n_batches`` is unused.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    info = json.loads((data_dir / "peers.json").read_text())
+    features, path = info["features"], data_dir / "train_scaled.parquet"
+    base = _status_kib("VmRSS")
+    with _Stage("load", base) as stage:
+        if pieces:
+            file = pq.ParquetFile(path)
+            array = np.empty((file.metadata.num_rows, len(features)), dtype=np.float32)
+            start = 0
+            for i in range(file.num_row_groups):
+                group = file.read_row_group(i, columns=features)
+                for j, name in enumerate(features):
+                    array[start : start + group.num_rows, j] = group.column(name).to_numpy()
+                start += group.num_rows
+                del group
+        else:
+            table = pq.read_table(path)
+            array = np.empty((table.num_rows, len(features)), dtype=np.float32)
+            for j, name in enumerate(features):
+                array[:, j] = table.column(name).to_numpy()
+            del table
+        pa.default_memory_pool().release_unused()
+    emit({"stage": "load", **stage.result})
+
+
 CHILDREN = {"mlfactory": child_mlfactory, "mlfactory-released": partial(child_mlfactory, release=True),
             "mlfactory-fixed": partial(child_mlfactory, release=True, by_row_group=True),
-            "pytorch-forecasting": child_pytorch_forecasting, "tsai": child_tsai}
+            "pytorch-forecasting": child_pytorch_forecasting, "tsai": child_tsai,
+            "read-whole": child_read, "read-pieces": partial(child_read, pieces=True)}
 
 
 # --------------------------------------------------------------------------- data and orchestration
@@ -436,7 +473,7 @@ def split_dir(rows: int, root: Path, name: str | None = None) -> Path:
 
 def measure(side: str, data_dir: Path, n_batches: int, timeout: float, mem_gib: float, venv: Path | None) -> dict:
     """One side at one size, in a fresh process under RLIMIT_AS and a timeout; what it reported, or why it stopped."""
-    python = sys.executable if side.startswith("mlfactory") else str(venv / "bin" / "python")
+    python = sys.executable if side.startswith(("mlfactory", "read-")) else str(venv / "bin" / "python")
     if not Path(python).exists():
         return {"status": f"not installed: {python} is missing; run benchmarks/peers.py --setup"}
     limit = int(mem_gib * 2**30)
