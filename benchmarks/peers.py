@@ -26,6 +26,12 @@ The sides:
   of torch 2.13.0); the side then reports the import error as its result.
 - **darts** and **neuralforecast** are not run: see ``NOT_RUN`` (their APIs do not allow the task).
 
+Beside them, measurements of the changes proposed for mlfactory's container (docs/performance.md,
+"Peers"), patched into the measuring process only: **mlfactory-released** (the Arrow memory pool's
+freed pages released after the read), **mlfactory-fixed** (files read a row group at a time, plus the
+release), and the reader alone: **read-whole** (``pq.read_table`` then the columns copied, as the
+container reads) against **read-pieces** (the float32 array filled one row group at a time).
+
 Each side's measurement runs in a fresh process (``--child``) under ``RLIMIT_AS`` (``--mem-gib``, 10
 GiB by default, so the shared machine never swaps) and a timeout (``--timeout``); a side that runs out
 of either is reported as such. Inside the child, after imports and the model are built:
@@ -35,7 +41,11 @@ of either is reported as such. Inside the child, after imports and the model are
   (counted from before the load: the split itself is 1.0 x), and RSS held afterwards;
 - **train**: ``--batches`` training batches after one warm-up batch: samples per second of process
   CPU time (one thread: the work done, nearly blind to neighbours' load) and of wall time; the peak
-  RSS (again from before the load); the first batch's shapes and loss, and the mean loss.
+  RSS (again from before the load); the first batch's shapes and loss, and the mean loss; then,
+  outside the stage, the side's loader alone over ``--batches`` batches (CPU ms per batch).
+
+Before those, each child runs its whole path once, unmeasured, on a 2,000-row split (imports and
+first allocations are paid there).
 
 Peaks are the kernel's high-water mark (VmHWM), reset between stages through
 ``/proc/self/clear_refs``. Ratios are to the 2-D split's feature bytes (``n x 180 x 4``).
@@ -60,8 +70,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).resolve().parent
