@@ -87,7 +87,14 @@ def _xgboost(estimator: Any, reporter: RoundReporter) -> None:
             values = next(iter(curves.values()), None)
             return bool(values) and reporter.report(epoch, values[-1])
 
-    estimator.set_params(callbacks=[*(estimator.get_params().get("callbacks") or []), Report()])
+    fit = estimator.fit
+
+    def fit_reporting(*args: Any, **kwargs: Any) -> Any:
+        # xgboost takes callbacks as a parameter; the model may set its own just before it fits
+        estimator.set_params(callbacks=[*(estimator.get_params().get("callbacks") or []), Report()])
+        return fit(*args, **kwargs)
+
+    estimator.fit = fit_reporting
 
 
 def _catboost(estimator: Any, reporter: RoundReporter) -> None:
