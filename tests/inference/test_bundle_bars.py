@@ -174,3 +174,35 @@ def test_multires_runs_write_a_bundle_that_reads_raw_bars(multires_run, run_pred
     assert_reproduces(bundle.predict_bars(raw_bars[keep]), reference)
     with pytest.raises(BundleError, match="reads raw bars, not feature tables"):
         bundle.predict(raw_bars)
+
+
+def test_parity_holds_on_bars_with_gaps(tmp_path, run_predictions):
+    """Short gaps filled by prepare (never predicted, skipped by windows) and a long one kept: still the run's predictions."""
+    import lightning as L
+    import torch
+
+    from mlfactory import FactoryDataModule, RunRecord, create_model
+    from mlfactory.prepare import prepare_splits
+
+    bars = generate_bars(n_bars=2000, symbols=("GAPA", "GAPB"), seed=3)
+    rng = np.random.default_rng(0)
+    drop = np.zeros(len(bars), dtype=bool)
+    for start in rng.choice(np.arange(200, len(bars) - 10), size=25, replace=False):
+        drop[start : start + rng.integers(1, 4)] = True  # gaps of 1-3 bars: filled
+    drop[1500:1530] = True  # 30 bars: kept as a gap
+    gapped = bars[~drop].reset_index(drop=True)
+    data = prepare_splits(gapped, tmp_path / "data", horizons=(5,), timeframes=("1min",))
+    meta = json.loads((data / "scaling_metadata.json").read_text())
+    assert meta["input"]["repairs"]["bars_filled"] > 0 and meta["input"]["gaps_kept"]["count"] > 0
+
+    torch.manual_seed(0)
+    trainer = L.Trainer(max_epochs=1, logger=L.pytorch.loggers.TensorBoardLogger(str(tmp_path), name="gaps"),
+                        callbacks=[RunRecord(importance_samples=0)], enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, limit_train_batches=4)
+    trainer.fit(create_model("lstm", hidden_size=8), datamodule=FactoryDataModule(
+        data_dir=str(data), horizon=5, seq_len=SEQ_LEN, batch_size=256))
+    run = Path(trainer.log_dir)
+    bundle = ModelBundle.load(run / "bundle")
+    out = bundle.predict_bars(gapped)
+    assert len(out) == len(gapped)  # one row per real bar: the filled ones are not predicted
+    assert_reproduces(out, run_predictions(run))
