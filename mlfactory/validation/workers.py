@@ -14,7 +14,9 @@ multi-threaded model itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -58,7 +60,8 @@ def run_forked(
             while waiting and len(running) < workers:
                 item = waiting.pop(0)
                 reader, writer = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(task, item, writer), name=f"cv-{describe(item)}")
+                process = context.Process(target=_child, args=(task, item, writer, os.getpid()),
+                                          name=f"cv-{describe(item)}")
                 process.start()
                 writer.close()  # the child's copy stays open until it has sent; then EOF means it died
                 running[reader] = (item, process)
@@ -85,8 +88,11 @@ def run_forked(
             reader.close()
 
 
-def _child(task: Callable[[Any], Any], item: Any, conn: Connection) -> None:
+def _child(task: Callable[[Any], Any], item: Any, conn: Connection, parent: int) -> None:
     """The worker: run ``task(item)`` in a fresh thread (see the module docstring), send the outcome."""
+    _end_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
     outcome: list[tuple[str, Any, str]] = []
 
     def work() -> None:
@@ -104,6 +110,23 @@ def _child(task: Callable[[Any], Any], item: Any, conn: Connection) -> None:
     except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as text
         conn.send(("error", RunError(f"{type(payload).__name__}: {payload}"), text))
     conn.close()
+
+
+def _end_with_parent() -> None:
+    """On Linux, have the kernel terminate this worker when the process that forked it dies (killed, or
+    interrupted), instead of leaving it fitting on its own; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _add_note(err: BaseException, note: str) -> None:

@@ -156,6 +156,32 @@ def test_cv_command_fits_each_split_from_the_parsed_config(sample_dir: Path, tmp
     # each of the two paths predicts every development row once
     assert (predictions.groupby("path").size() == summary["n_development_rows"]).all()
     assert not predictions.duplicated(["path", "datetime", "symbol"]).any()
+    check_summary(summary, predictions)
+
+
+def check_summary(summary: dict, predictions: pd.DataFrame) -> None:
+    """Every split and path has the five scores; across them, each score's n, mean, std, min, max and
+    quantiles, equal to their recomputation; a path's balanced accuracy recomputed from its predictions."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    metrics = ("balanced_accuracy", "log_loss", "direction_auc", "ic_mean", "sharpe_annualised")
+    for group, entries in (("splits", summary["splits"]), ("paths", summary["paths"])):
+        assert len(entries) == summary[f"n_{group}"]
+        for entry in entries:
+            assert all(np.isfinite(entry[m]) for m in metrics), entry
+        for metric in metrics:
+            values = np.array([e[metric] for e in entries])
+            spread = summary[f"across_{group}"][metric]
+            assert spread["n"] == len(values)
+            assert spread["mean"] == pytest.approx(values.mean()) and spread["std"] == pytest.approx(values.std(ddof=1))
+            assert (spread["min"], spread["max"]) == (values.min(), values.max())
+            assert spread["quantiles"] == pytest.approx({str(q): np.quantile(values, q)
+                                                         for q in (0.05, 0.25, 0.5, 0.75, 0.95)})
+    for entry in summary["paths"]:
+        path = predictions[predictions["path"] == entry["path"]]
+        assert entry["n_samples"] == len(path)
+        assert entry["balanced_accuracy"] == pytest.approx(
+            balanced_accuracy_score(path["label"], path[PROB_COLUMNS].to_numpy().argmax(axis=1)))
 
 
 def test_compare_shows_a_cross_validation_as_one_row_with_its_spread(walk_forward_run, capsys) -> None:

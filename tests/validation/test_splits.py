@@ -137,3 +137,40 @@ def test_bad_settings_say_what_to_do(call, words) -> None:
     with pytest.raises(CVError, match=words) as caught:
         call(times, codes)
     assert isinstance(caught.value, MLFactoryError) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("scheme", "sizes", "horizon", "embargo"), [
+    ("cpcv", (5, 2), 4, None), ("cpcv", (6, 3), 2, 5), ("kfold", (4,), 6, 0), ("walk_forward", (4,), 3, None),
+])
+def test_folds_parquet_holds_purge_and_embargo(scheme, sizes, horizon, embargo, tmp_path) -> None:
+    """The record's folds.parquet alone (split, datetime, symbol, role) shows the rules: per symbol in time
+    order, no row a split fits on has a label window (next ``horizon`` rows) reaching its test rows, none
+    sits within the embargo after a test row, and no training row's window reaches the validation tail."""
+    import pandas as pd
+
+    from mlfactory.data.split import SplitData
+    from mlfactory.validation.record import folds_table
+
+    times, codes = dev_rows()
+    if scheme == "cpcv":
+        plan = cpcv(times, codes, horizon, n_groups=sizes[0], n_test_groups=sizes[1], embargo=embargo)
+    elif scheme == "kfold":
+        plan = purged_kfold(times, codes, horizon, n_splits=sizes[0], embargo=embargo)
+    else:
+        plan = walk_forward(times, codes, horizon, n_splits=sizes[0], embargo=embargo)
+    n = len(times)
+    dev = SplitData("development", np.zeros((n, 1), np.float32), np.zeros(n, np.int64), np.ones(n, np.float32), times,
+                    codes, ("A", "B", "C"), None, np.searchsorted(codes, codes).astype(np.int64))
+    folds_table(plan, dev).to_parquet(tmp_path / "folds.parquet", index=False)
+    folds = pd.read_parquet(tmp_path / "folds.parquet")
+    assert len(folds) == n * len(plan.splits)
+    embargo = horizon if embargo is None else embargo
+    for (split, _), rows in folds.groupby(["split", "symbol"], observed=True):
+        role = rows.sort_values("datetime")["role"].astype(str).to_numpy()
+        fitted, test = np.isin(role, ["train", "val"]), role == "test"
+        for t in np.flatnonzero(fitted):
+            assert not test[t + 1:t + 1 + horizon].any(), f"split {split}: a fitted row's label reaches the test rows"
+            assert not test[max(0, t - embargo):t].any(), f"split {split}: a fitted row inside the embargo"
+        for t in np.flatnonzero(role == "train"):
+            assert (role[t + 1:t + 1 + horizon] != "val").all(), f"split {split}: a training label reaches val"
+    assert set(folds["role"].astype(str)) >= {"train", "val", "test", "purged"}
