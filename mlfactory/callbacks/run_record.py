@@ -489,9 +489,10 @@ def _learning_data_settings(pl_module: L.LightningModule) -> tuple[str, ...]:
 
 
 def _hparam_value(value: Any) -> Any:
-    """A value TensorBoard's HPARAMS tab shows: numbers, strings and booleans as they are, others as text."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return "None" if value is None else value
+    """A value TensorBoard's HPARAMS tab shows: numbers and strings as they are, the rest as text
+    (``True``, ``None``, ``["xgboost", "lstm"]``; TensorBoard would show a boolean as 1)."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
 
 
