@@ -139,10 +139,11 @@ def test_cv_command_bad_groups_is_one_line(sample_dir: Path, tmp_path: Path, mon
 
 
 def test_cv_command_fits_each_split_from_the_parsed_config(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Through the command line, with two workers: each forked split instantiates the parsed config again."""
     monkeypatch.chdir(tmp_path)
     code = main(["cv", "--model", "xgboost", "--model.n_estimators", "7", "--model.n_jobs", "1",
                  "--data.data_dir", str(sample_dir), "--cv.scheme", "cpcv", "--cv.n_groups", "3",
-                 "--cv.n_test_groups", "2", "--trainer.enable_progress_bar", "false"])
+                 "--cv.n_test_groups", "2", "--cv.workers", "2", "--trainer.enable_progress_bar", "false"])
     (run,) = tmp_path.glob("lightning_logs/cv/xgboost/*")
     assert code == 0 and json.loads((run / "status.json").read_text())["status"] == "complete"
     summary = json.loads((run / "summary.json").read_text())
