@@ -158,3 +158,30 @@ def test_balanced_classes_give_each_class_the_same_training_weight(container):
         original, scaled = container.split(name), balanced.split(name)
         np.testing.assert_allclose(scaled.weights, original.weights * factors[original.labels], rtol=1e-6)
         assert scaled.features is original.features
+
+
+READ_PEAK_SCRIPT = """
+import sys
+import pyarrow as pa
+from mlfactory.data.container import TimeSeriesDataContainer
+container = TimeSeriesDataContainer.from_parquet_dir(sys.argv[1], horizon=5)
+features = sum(container.split(s).features.nbytes for s in ("train", "val", "test"))
+print(pa.default_memory_pool().max_memory() / features)
+"""
+
+
+def test_reading_never_holds_a_whole_split_in_arrow_memory(sample_dir, tmp_path):
+    # the features are decoded a column at a time into the split's array: Arrow's pool peaks at about one
+    # column, where a whole-table read (the former path) held every split's table at once (measured 1.19x
+    # of the features' bytes on the default data, 1.55x on 300k x 180)
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):  # widen to 200 features, as real splits are
+        frame = pd.read_parquet(sample_dir / split_file(split))
+        wide = {f"noise_{j:03d}": rng.standard_normal(len(frame)).astype(np.float32) for j in range(170)}
+        pd.concat([frame, pd.DataFrame(wide, index=frame.index)], axis=1).to_parquet(tmp_path / split_file(split))
+    result = subprocess.run([sys.executable, "-c", READ_PEAK_SCRIPT, str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert float(result.stdout.strip()) < 0.3
