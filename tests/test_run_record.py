@@ -124,6 +124,8 @@ def test_permutation_importance_shows_a_bar_and_is_timed_apart_from_training(pla
     assert f"{n_features}/{n_features}" in stderr
     assert "logistic fit" in stderr  # the estimator's own one-step bar, not Lightning's "Epoch 0 ... 1/20"
     assert "Epoch 0" not in stderr
+    # a one-call fit has no rounds: nothing to report as a best iteration or an early stop
+    assert training["best_iteration"] is None and training["fit_summary"] == {} and training["early_stopped"] is False
 
 
 def test_a_time_budget_cuts_the_importance_samples_never_below_the_floor(plain_run):
