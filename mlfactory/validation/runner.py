@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import os
 import random
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -297,7 +298,8 @@ def run_cv(
     try:
         summary = _run(make_model, datamodule, make_trainer, run_dir, settings, on_split_end)
     except BaseException as err:
-        notes = "".join(f"\n{note}" for note in getattr(err, "__notes__", []))
+        # a worker's traceback rides as a note, which format_exception prints from Python 3.11 on
+        notes = "".join(f"\n{note}" for note in getattr(err, "__notes__", [])) if sys.version_info < (3, 11) else ""
         status.write("failed", error=f"{type(err).__name__}: {err}",
                      traceback="".join(traceback.format_exception(type(err), err, err.__traceback__)) + notes)
         mark_unfinished_splits(run_dir, f"stopped: the cross-validation failed ({type(err).__name__}: {err})")

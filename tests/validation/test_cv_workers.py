@@ -67,6 +67,9 @@ def test_a_failing_split_fails_the_run_in_one_line(workers: int, sample_dir: Pat
                        before_fit=fail_split_1)
     assert str(caught.value) == "cv split 1: cannot fit this split (planted)"
     assert_failed_cleanly(tmp_path / "cv", "cv split 1: cannot fit this split (planted)")
+    # the status keeps where it happened: with workers, the worker's own traceback
+    traceback = json.loads((tmp_path / "cv" / "status.json").read_text())["traceback"]
+    assert "fail_split_1" in traceback and (workers == 1 or "in the worker process of cv split 1" in traceback)
 
 
 def test_a_worker_that_dies_fails_the_run_in_one_line(sample_dir: Path, tmp_path: Path, cross_validate) -> None:
