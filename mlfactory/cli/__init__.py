@@ -42,9 +42,10 @@ commands:
   cv         purged cross-validation:  mlfactory cv --model xgboost --cv.scheme cpcv --cv.n_groups 6
   tune       hyper-parameter search:   mlfactory tune --model lightgbm --tune.n_trials 20
 
-Recipes: mlfactory fit --config configs/lstm.yaml. Any value can be overridden:
+Recipes by name, from anywhere: mlfactory fit --config lstm (`mlfactory fit --help` lists them). Any value can be overridden:
 --model.hidden_size 128, --data.horizon 20, --trainer.max_epochs 30; --print_config shows
-the resolved config. `mlfactory fit --help` lists every option. Docs: docs/cli.md.
+the resolved config, --verbose brings back Lightning's own messages. `mlfactory fit --help` lists every
+option. Docs: docs/cli.md.
 """
 
 

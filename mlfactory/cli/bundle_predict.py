@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def bundle_predict_command(argv: list[str]) -> int:
     """Run ``mlfactory predict --bundle ...`` with ``argv`` (the arguments after ``predict``); returns the exit code."""
+    if any(a in ("-h", "--help") for a in argv):  # `predict --bundle --help`: help, not "--bundle expects a value"
+        _parser().print_help()
+        return 0
     args = _parser().parse_args(argv)
     from mlfactory.inference.bundle import ModelBundle
     from mlfactory.inference.stream import predict_file
