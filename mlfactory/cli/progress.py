@@ -53,8 +53,10 @@ class FitAnnouncement(Callback):
     """
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # every rank builds the line: trainer.log_dir broadcasts, so reading it on rank 0 alone hangs DDP
+        line = describe_fit(pl_module, trainer.datamodule, trainer)
         if trainer.is_global_zero:
-            print(describe_fit(pl_module, trainer.datamodule, trainer), file=sys.stderr)
+            print(line, file=sys.stderr)
 
 
 def describe_fit(model: Any, datamodule: Any, trainer: Any) -> str:
