@@ -95,18 +95,53 @@ def _redacted(url: str) -> str:
 @contextlib.contextmanager
 def slot_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
     """Hold the study's trial-slot lock: one worker at a time counts the trials and asks for a new one."""
+    with _lock(storage.engine, url, f"slots:{study_name}"):
+        yield
+
+
+@contextlib.contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """Hold a lock while the storage's tables and the study are created: workers starting together on an
+    empty PostgreSQL database would otherwise race to create the same tables (one fails)."""
+    if not url.startswith("postgresql"):
+        with _lock(None, url, "create"):
+            yield
+        return
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = sqlalchemy.create_engine(_with_driver(url), **_engine_kwargs(url))
+    except ImportError:
+        raise TuneError(f"the study storage {_redacted(url)} needs a database driver that is not installed; for "
+                        "PostgreSQL: pip install psycopg2-binary (or mlfactory's postgres extra)") from None
+    try:
+        with _lock(engine, url, "create"):
+            yield
+    except SQLAlchemyError as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise TuneError(f"cannot open the study storage {_redacted(url)} ({type(err).__name__}: {first}); check that "
+                        "the database server is running and reachable, and the URL's user, password and database"
+                        ) from None
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _lock(engine: Any, url: str, name: str) -> Iterator[None]:
+    """A lock every worker of the database sees: a PostgreSQL advisory lock, or a file lock beside a SQLite file."""
     if url.startswith("postgresql"):
         from sqlalchemy import text
 
-        key = int.from_bytes(hashlib.sha256(f"mlfactory-tune:{study_name}".encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as connection:
+        key = int.from_bytes(hashlib.sha256(f"mlfactory-tune:{name}".encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:
                 yield
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
-    elif url.startswith("sqlite:///"):
+    elif url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).parent.is_dir():
         lock = Path(url.removeprefix("sqlite:///") + ".lock")
         with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -35,7 +35,7 @@ from mlfactory.errors import MLFactoryError
 from mlfactory.tuning import TuneError
 from mlfactory.tuning.overfitting import deflated_sharpe, pbo_cscv, sharpe
 from mlfactory.tuning.space import SearchSpace
-from mlfactory.tuning.storage import Heartbeat, default_url, open_storage, slot_lock
+from mlfactory.tuning.storage import Heartbeat, creation_lock, default_url, open_storage, slot_lock
 
 METRICS = ("log_loss", "balanced_accuracy", "direction_auc", "sharpe")
 MAXIMISED = {"balanced_accuracy", "direction_auc", "sharpe"}
@@ -142,15 +142,16 @@ class Worker:
 
         if self.settings.storage is None:
             self.study_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = open_storage(self.url, self.settings.heartbeat, self.settings.retries)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         direction = "maximize" if self.settings.maximise else "minimize"
-        try:
-            study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self._sampler(),
-                                        pruner=self._pruner(), direction=direction, load_if_exists=True)
-        except SQLAlchemyError as err:
-            raise TuneError(f"cannot open study {self.study_name!r} in {self.url}: {str(err).splitlines()[0][:200]}"
-                            ) from None
+        with creation_lock(self.url):
+            self.storage = open_storage(self.url, self.settings.heartbeat, self.settings.retries)
+            try:
+                study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self._sampler(),
+                                            pruner=self._pruner(), direction=direction, load_if_exists=True)
+            except SQLAlchemyError as err:
+                raise TuneError(f"cannot open study {self.study_name!r} in {_shown(self.url)}: "
+                                f"{str(err).splitlines()[0][:200]}") from None
         if study.direction.name.lower() != direction:
             raise TuneError(f"study {self.study_name!r} already {study.direction.name.lower()}s; this command "
                             f"{direction}s --tune.metric {self.settings.metric}. Use another --tune.study")
