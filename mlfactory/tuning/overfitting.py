@@ -68,6 +68,10 @@ def deflated_sharpe(best_returns: np.ndarray, trial_sharpes: list[float]) -> dic
     Returns the formula's inputs with the result: ``sharpe`` (SR), ``n_trials`` (N), ``variance`` (V of
     the trials' Sharpe ratios), ``expected_max_sharpe`` (SR0), ``n_periods`` (T), ``skewness``,
     ``kurtosis`` and ``dsr``; ``dsr`` is None (with a ``reason``) when it is undefined.
+
+    >>> result = deflated_sharpe(np.array([0.01, 0.02, -0.01, 0.03, 0.0]), [0.5, 0.3, 0.1])
+    >>> round(result["sharpe"], 4), round(result["expected_max_sharpe"], 4), round(result["dsr"], 4)
+    (0.6325, 0.1706, 0.8141)
     """
     sharpes = np.asarray([s for s in trial_sharpes if s is not None and math.isfinite(s)], dtype=np.float64)
     returns = np.asarray(best_returns, dtype=np.float64)
@@ -100,6 +104,12 @@ def pbo_cscv(matrix: np.ndarray, n_blocks: int = 8, statistic: Literal["sharpe",
     ``n_blocks`` (S, even) consecutive blocks of T // S periods each (the last T mod S periods are left
     out); every choice of S/2 blocks is an in-sample set. ``statistic`` ranks the trials: the per-period
     Sharpe ratio, or the mean return. Returns ``pbo``, the logits and the inputs.
+
+    Trial 0 wins the first half and loses the second, trial 1 earns nothing: whichever half is
+    in-sample, its winner is the worse trial out of sample.
+
+    >>> pbo_cscv(np.array([[1, 0], [1, 0], [-1, 0], [-1, 0]], dtype=float), n_blocks=2, statistic="mean")["pbo"]
+    1.0
     """
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[1] < 2:
