@@ -358,3 +358,11 @@ def test_threads_from_the_command_line_reach_torch_and_the_run_config(sample_dir
     finally:
         torch.set_num_threads(previous)
     assert "threads: 1" in (run / "config.yaml").read_text()
+
+
+def test_run_record_options_on_the_command_line(sample_dir, tmp_path):
+    # --record.* configures the one RunRecord of the run: importance off leaves no importance/
+    run = fit(tmp_path, "--model", "logistic", "--data.data_dir", str(sample_dir), "--record.importance_samples", "0")
+    assert (run / "status.json").exists() and not (run / "importance").exists()
+    assert read_json(run / "status.json")["status"] == "complete"
+    assert read_json(run / "config" / "training_config.json")  # the record was written once, complete

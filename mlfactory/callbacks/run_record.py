@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -28,6 +29,14 @@ from mlfactory.evaluation.importance import feature_importance
 from mlfactory.evaluation.report import equity_curve, evaluate_predictions
 from mlfactory.inference.bundle import write_bundle
 from mlfactory.models.base import predict_batches
+
+# every run, whoever builds the Trainer: <root>/lightning_logs/<model>/<run_id>/ (docs/run_record.md)
+LOG_ROOT = "lightning_logs"
+
+
+def new_run_id() -> str:
+    """Sortable and unique even for runs started in the same second: ``20261127-194512-3fa9c1``."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 STATUS_FILE = "status.json"
 MIN_IMPORTANCE_SECONDS = 5.0
@@ -438,8 +447,6 @@ def _use_run_layout(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
     logger = trainer.logger
     if len(trainer.loggers) != 1 or not _is_default_logger(trainer, logger):
         return
-    from mlfactory.cli.lightning_cli import LOG_ROOT, new_run_id  # the CLI's own names (it imports this module)
-
     name = getattr(pl_module, "registry_name", "") or type(pl_module).__name__.lower()
     run_id = trainer.strategy.broadcast(new_run_id())  # one directory for every rank
     trainer.loggers = [TensorBoardLogger(save_dir=str(Path(trainer.default_root_dir) / LOG_ROOT), name=name,

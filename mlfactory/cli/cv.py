@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 
-from mlfactory.callbacks.run_record import RunRecord
 from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, new_run_id, prepare_args
 from mlfactory.errors import ConfigError
 from mlfactory.validation.runner import CVSettings, run_cv
@@ -53,7 +52,6 @@ class CrossValidationCLI(FactoryCLI):
             # the callbacks and trainer of the config instantiated with this split's model (make_model)
             self.config_init = self._fresh
             self.resume_dir = split_dir  # FactoryCLI's logger then writes the split's record there
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [RunRecord()]}
             return self.instantiate_trainer()
 
         summary = run_cv(make_model, self.datamodule, make_trainer, run_dir, settings)

@@ -6,12 +6,10 @@ import argparse
 import errno
 import json
 import os
-import secrets
 import socket
 import sys
 import threading
 import warnings
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from mlfactory.atomic import process_alive
-from mlfactory.callbacks.run_record import RunRecord
+from mlfactory.callbacks.run_record import LOG_ROOT, RunRecord, new_run_id
 from mlfactory.cli.console import (
     HelpFormatter,
     console,
@@ -40,15 +38,9 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 """The recipes shipped with the package; ``configs/`` in a clone is a link to this folder."""
 SHARED_CONFIG = RECIPES / "training.yaml"
 """The training defaults, applied to every trainer command before any ``--config``, from any directory."""
-LOG_ROOT = "lightning_logs"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # class paths a run's config.yaml or a checkpoint may name besides registered models
 TRUSTED_PREFIXES = ("lightning.pytorch.",)
-
-
-def new_run_id() -> str:
-    """Sortable and unique even for runs started in the same second: ``20261127-194512-3fa9c1``."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def recipe_names() -> list[str]:
@@ -103,7 +95,7 @@ class FactoryCLI(LightningCLI):
                 model_class=FactoryModule,
                 datamodule_class=FactoryDataModule,
                 subclass_mode_model=True,
-                trainer_defaults={"callbacks": [RunRecord()]},
+                # the run record is the `record` callback group (--record.importance_share ...): one per trainer
                 seed_everything_default=42,
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs=parser_kwargs,
@@ -134,6 +126,7 @@ class FactoryCLI(LightningCLI):
                 "checkpoint.save_top_k": 1,
             }
         )
+        parser.add_lightning_class_args(RunRecord, "record")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.mode": "min",
                              "early_stopping.patience": 5})
@@ -142,7 +135,8 @@ class FactoryCLI(LightningCLI):
         config = self._get(self.config_init, "trainer", default={})
         if config.get("logger") in (None, True):  # unless the user chose a logger: the run directory
             run = self.resume_dir or self._evaluation_dir(config) or self._new_run_dir(config)
-            kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name)
+            kwargs["logger"] = TensorBoardLogger(save_dir=str(run.parent.parent), name=run.parent.name, version=run.name,
+                                                 default_hp_metric=False)  # RunRecord logs the real val metrics
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):

@@ -19,7 +19,6 @@ import lightning as L
 import numpy as np
 import yaml
 
-from mlfactory.callbacks.run_record import RunRecord
 from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, prepare_args
 from mlfactory.errors import ConfigError
 from mlfactory.tuning.overfitting import period_returns
@@ -159,7 +158,8 @@ class TuneCLI(FactoryCLI):
         """An ordinary Trainer of the trial's config whose run record goes to ``run_dir``."""
         self.config_init = self._fresh
         self.resume_dir = run_dir
-        self.trainer_defaults = {**self.trainer_defaults, "callbacks": [RunRecord(importance_samples=0), *callbacks]}
+        self._fresh[self.subcommand_name]["record"].importance_samples = 0  # a trial's record skips importance
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": list(callbacks)}
         parsed, self.config = self.config, config  # config.yaml in the run directory: the trial's own
         try:
             trainer = self.instantiate_trainer()
