@@ -260,6 +260,7 @@ class ModelBundle:
         self.path = path
         self.spec = spec
         self.manifest = manifest
+        self._told_unmeasured = False
         self.module = module
         self.device = device
         self.signed_by = signed_by
@@ -352,7 +353,14 @@ class ModelBundle:
         if not isinstance(warmup, dict):
             self.recipe  # no recipe: the one-line error
             raise BundleError(f"{self.path / SPEC_FILE}: input.warmup is missing; the bundle is damaged")
-        return required_history(warmup, self.features)
+        need = required_history(warmup, self.features)
+        unmeasured = [f for f in warmup.get("unmeasured", ()) if f in self.features]
+        if unmeasured and not self._told_unmeasured:  # once per bundle: serve asks on every request
+            self._told_unmeasured = True
+            warnings.warn(f"{self.path}: the warm-up of {len(unmeasured)} feature(s) (e.g. {unmeasured[0]}) could "
+                          f"not be measured on the training bars, so raw-bar prediction requires {need:,} earlier "
+                          "bars (the measured span); more training bars give a measured figure", stacklevel=2)
+        return need
 
     def __repr__(self) -> str:
         window = f", seq_len={self.seq_len}" if self.view.windowed else ""

@@ -183,11 +183,6 @@ def measure_warmup(bars: Any, recipe: Recipe, probes: int = WARMUP_PROBES) -> di
     for j, name in enumerate(names):
         if name in unmeasured:
             need[j] = max(int(need[j]), shortest)
-    if unmeasured:
-        warnings.warn(
-            f"the warm-up of {len(unmeasured)} feature(s) (e.g. {unmeasured[0]}) could not be measured on "
-            f"{shortest:,} bars: their values still differ from prepare's past half of them. Raw-bar prediction "
-            f"will require {int(need.max()):,} earlier bars; more training bars give a measured figure.", stacklevel=2)
     return {
         "bars": {name: int(v) for name, v in zip(names, need)},
         "max_bars": int(need.max()) if len(need) else 0,

@@ -85,6 +85,19 @@ def test_the_bundle_records_prepares_recipe_and_each_features_warm_up(fitted_run
     assert warmup["max_bars"] == max(bars.values())
 
 
+def test_an_unmeasured_warm_up_is_told_once_where_raw_bars_are_predicted(fitted_run):
+    # fitting stays quiet about it (the figure is in bundle.json); the user of raw bars hears it once
+    import warnings
+
+    bundle = ModelBundle.load(fitted_run("xgboost") / "bundle")
+    measured = bundle.required_history
+    bundle.spec["input"]["warmup"]["unmeasured"] = [bundle.features[0]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert bundle.required_history == bundle.required_history == measured
+    assert len([w for w in caught if "could not be measured" in str(w.message)]) == 1
+
+
 def test_the_measured_warm_up_is_needed_and_enough(fitted_run, raw_bars):
     """With the measured history the features equal prepare's to float32 precision; with much less they do not."""
     from mlfactory.prepare.recipe import _agree
