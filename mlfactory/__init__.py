@@ -20,6 +20,7 @@ from mlfactory.version import __version__
 
 __all__ = [
     "FactoryDataModule",
+    "FactoryProgressBar",
     "MLFactoryError",
     "Run",
     "RunRecord",
@@ -42,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from mlfactory.data.container import TimeSeriesDataContainer
 
         return TimeSeriesDataContainer
+    if name == "FactoryProgressBar":  # the CLI's bar, readable in notebooks without widgets and in logs
+        from mlfactory.cli.progress import FactoryProgressBar
+
+        return FactoryProgressBar
     if name == "RunRecord":
         from mlfactory.callbacks.run_record import RunRecord
 
