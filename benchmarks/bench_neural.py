@@ -40,6 +40,8 @@ run's batches, and the table shows the median over runs.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import os
 import tempfile
 
@@ -54,7 +56,9 @@ def run(quick: bool, threads: int) -> Report:
     import torch
 
     torch.set_num_threads(threads)
+    from mlfactory.callbacks.run_record import MIN_IMPORTANCE_SECONDS
     from mlfactory.data.datamodule import FactoryDataModule
+    from mlfactory.evaluation.importance import MIN_SAMPLES, PREDICTION_BUDGET
 
     n_batches, repeats = (8, 1) if quick else (20, 2)
     data = FactoryDataModule(
@@ -109,11 +113,17 @@ def run(quick: bool, threads: int) -> Report:
     report.notes.append(
         f"**Run record after an lstm fit.** `RunRecord.on_fit_end` is not run above, because for this model it "
         f"is long: it predicts the whole val and test splits ({fit_end['eval']:,} windows) and computes "
-        f"permutation importance on 2,000 val windows for each of the {fit_end['features']} features plus a "
-        f"baseline ({fit_end['importance']:,} windows, {fit_end['importance'] / fit_end['windows']:.0%} of "
-        f"the total). At the measured inference rate of {fit_end['rate']:.0f} windows/s ({clock_name(threads)}) "
-        f"that is about {fit_end['seconds']:.0f} s, {fit_end['seconds'] / epoch_s:.1f} x a training epoch of this "
-        "model (estimated; the benchmark does not run it)."
+        f"permutation importance on at most {fit_end['samples']:,} val windows for each of the "
+        f"{fit_end['features']} features plus a baseline ({fit_end['importance']:,} windows, "
+        f"{fit_end['importance'] / fit_end['windows']:.0%} of the total; the caps are {fit_end['max_samples']:,} samples and "
+        f"{PREDICTION_BUDGET:,} predicted windows). At the measured inference rate of {fit_end['rate']:.0f} "
+        f"windows/s ({clock_name(threads)}) that is about {fit_end['seconds']:.0f} s, "
+        f"{fit_end['seconds'] / epoch_s:.1f} x a training epoch of this model (estimated; the benchmark does not "
+        f"run it). The time budget can only shorten the importance part, "
+        f"{fit_end['importance'] / fit_end['rate']:.0f} s here: it gets {fit_end['share']:.0%} of the fit's "
+        f"`train_seconds`, at least {MIN_IMPORTANCE_SECONDS:.0f} s and never fewer than {MIN_SAMPLES} samples, so "
+        f"a fit of {math.ceil(fit_end['importance'] / fit_end['rate'] / (fit_end['share'] * epoch_s))} or more "
+        f"such epochs pays it in full (docs/run_record.md)."
     )
     return report
 
@@ -260,6 +270,8 @@ def _callbacks(cli: bool) -> list:
 
 def _estimate_fit_end(data, threads: int) -> dict[str, float]:
     """Seconds RunRecord.on_fit_end would take for this lstm: its windows / the measured inference rate."""
+    from mlfactory.callbacks.run_record import RunRecord
+    from mlfactory.evaluation.importance import PREDICTION_BUDGET
     from mlfactory.models.base import predict_batches
 
     model = _new_model()
@@ -277,10 +289,15 @@ def _estimate_fit_end(data, threads: int) -> dict[str, float]:
     rate = sum(len(b["y"]) for b in batches) / seconds
     windows_eval = len(data.dataset("val")) + len(data.dataset("test"))
     n_features = data.container.n_features
-    windows_importance = 2000 * (n_features + 1)  # RunRecord's default importance_samples, a baseline + one per feature
+    # RunRecord's caps before its time budget (docs/run_record.md): importance_samples (default 2,000)
+    # and PREDICTION_BUDGET predicted windows in all, over a baseline pass plus one pass per feature
+    defaults = inspect.signature(RunRecord).parameters
+    samples = min(defaults["importance_samples"].default, PREDICTION_BUDGET // (n_features + 1))
+    windows_importance = samples * (n_features + 1)
     total = windows_eval + windows_importance
     return {"seconds": total / rate, "rate": rate, "windows": total, "eval": windows_eval,
-            "importance": windows_importance, "features": n_features}
+            "importance": windows_importance, "samples": samples, "features": n_features,
+            "max_samples": defaults["importance_samples"].default, "share": defaults["importance_share"].default}
 
 
 # (label, file path fragment, function name): the pieces of a training step, for the profile note
