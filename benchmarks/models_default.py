@@ -73,7 +73,8 @@ def epoch_times(names: list[str], threads: int, extra: tuple[str, ...] = ()) -> 
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads), *extra))
+            own = () if name == "lstm" else extra  # lstm is the reference: --fit-args are for the models timed
+            result = run(name, True, Path(tmp), 1, recipe=False, extra=("--data.threads", str(threads), *own))
             label = f"{name} (again, load check)" if name == "lstm" and reference is not None else name
             if "error" in result:
                 line = f"| {label} | failed: {result['error']} | | | | |"
@@ -104,8 +105,9 @@ def main() -> None:
                         help="time one epoch of each model's defaults against lstm's (table marker epoch-time)")
     parser.add_argument("--threads", type=int, default=1, help="--data.threads of the --epoch-time fits")
     parser.add_argument("--fit-args", default="",
-                        help="more `mlfactory fit` arguments for every fit, e.g. a model's former settings: "
-                             "--fit-args '--model.channels null' (quote them as one string)")
+                        help="more `mlfactory fit` arguments for every fit (with --epoch-time, every fit but "
+                             "lstm's), e.g. a model's former settings: --fit-args '--model.channels null' "
+                             "(quote them as one string)")
     args = parser.parse_args()
     extra = tuple(shlex.split(args.fit_args))
     if args.epoch_time:
