@@ -81,9 +81,12 @@ class RunRecord(Callback):
         importance_share: permutation importance may take at most this share of the fit's time
             (``train_seconds``; at least 5 s): its samples are cut to fit, never below 200. ``None``
             lifts the time budget. Its time is reported apart, as ``importance_seconds``.
+        plots: draw the figures (plots/*.png and TensorBoard images); the numbers behind them are written
+            either way. ``mlfactory cv`` draws its splits' figures only with ``--cv.split_plots``.
     """
 
-    def __init__(self, importance_samples: int = 2000, importance_share: float | None = 0.1) -> None:
+    def __init__(self, importance_samples: int = 2000, importance_share: float | None = 0.1,
+                 plots: bool = True) -> None:
         if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 0:
             raise ConfigError(f"RunRecord: importance_samples={importance_samples!r} must be a whole number >= 0 "
                               "(0 skips permutation importance)")
@@ -92,6 +95,7 @@ class RunRecord(Callback):
                               "training time (0.1 = a tenth), or None for no time budget")
         self.importance_samples = importance_samples
         self.importance_share = importance_share
+        self.plots = plots
         self.run_dir: Path | None = None
         self._failed = False
         self._evaluates_fit = False
@@ -257,6 +261,8 @@ class RunRecord(Callback):
 
     def _write_plots(self, trainer: L.Trainer, split: str, metrics: dict, equity: Any = None) -> None:
         """PNG files in plots/, and the same figures in TensorBoard's images tab; titles name the run."""
+        if not self.plots:
+            return
         label = self._run_label(trainer)
         figures = {
             f"confusion_{split}": lambda: plots.confusion_figure(metrics["confusion_matrix"],
@@ -302,9 +308,10 @@ class RunRecord(Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         table.sort_values("importance", ascending=False).to_csv(path, index=False)
         samples = "" if result["samples"] is None else f", {result['samples']} val samples"  # the method: x label
-        figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"],
-                                         f"feature importance{samples}\n{self._run_label(trainer)}")
-        self._save_figure(trainer, "feature_importance", figure)
+        if self.plots:
+            figure = plots.importance_figure(result["features"], np.asarray(result["importance"]), result["method"],
+                                             f"feature importance{samples}\n{self._run_label(trainer)}")
+            self._save_figure(trainer, "feature_importance", figure)
         return {"method": result["method"], "samples": result["samples"], "budget_seconds": budget,
                 "seconds": time.time() - started}
 

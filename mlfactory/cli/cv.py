@@ -52,6 +52,7 @@ class CrossValidationCLI(FactoryCLI):
             # the callbacks and trainer of the config instantiated with this split's model (make_model)
             self.config_init = self._fresh
             self.resume_dir = split_dir  # FactoryCLI's logger then writes the split's record there
+            self._fresh[subcommand]["record"].plots = settings.split_plots
             return self.instantiate_trainer()
 
         summary = run_cv(make_model, self.datamodule, make_trainer, run_dir, settings)

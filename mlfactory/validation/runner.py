@@ -74,6 +74,8 @@ class CVSettings:
         workers: splits fitted at the same time, each in its own process forked from the one that read
             the data, with its share of the threads: ``--data.threads`` (unset: every core) divided by
             the workers. 1 fits the splits one after another in this process.
+        split_plots: draw every split's figures (its plots/ and TensorBoard images) as a fit does; off,
+            the splits' records hold the numbers only and the cv draws its own fold diagram (faster).
     """
 
     scheme: Literal["walk_forward", "cpcv", "kfold"] = "walk_forward"
@@ -86,6 +88,7 @@ class CVSettings:
     include_test: bool = False
     refit_scaler: bool = True
     workers: int = 1
+    split_plots: bool = False
 
     def plan(self, timestamps: np.ndarray, symbol_codes: np.ndarray, horizon: int) -> CVPlan:
         """The splits of this scheme over the development rows."""

@@ -153,6 +153,9 @@ def test_cv_command_fits_each_split_from_the_parsed_config(sample_dir: Path, tmp
         assert json.loads((record / "status.json").read_text())["status"] == "complete"
         assert json.loads((record / "config" / "model_config.json").read_text())["init_args"]["n_estimators"] == 7
         assert (record / "config.yaml").is_file()
+        # the split's numbers, without its figures (--cv.split_plots off by default); the cv draws its diagram
+        assert (record / "predictions" / "test_predictions.npz").is_file() and not (record / "plots").exists()
+    assert list(run.glob("*.png"))
     predictions = pd.read_parquet(run / "predictions.parquet")
     # each of the two paths predicts every development row once
     assert (predictions.groupby("path").size() == summary["n_development_rows"]).all()
