@@ -105,14 +105,14 @@ def test_a_native_folder_from_before_channels_loads_as_the_per_feature_model(nam
 
 # the defaults a saved model was built with before they changed, and a stand-in for "today's defaults"
 FORMER_DEFAULTS = {
-    "inceptiontime": ({"n_filters": 32, "bottleneck_size": 32}, {"depth": 3, "kernel_size": 8}),
+    "inceptiontime": ({"n_filters": 32, "bottleneck_size": 32, "kernel_size": 40}, {"depth": 3}),
     "tft": ({"hidden_size": 64, "channels": None}, {"n_heads": 2}),
 }
 
 
 def test_the_defaults_changed_for_cpu_sizes_are_not_the_former_ones():
     assert {k: InceptionTimeModel(n_features=3).hparams[k] for k in FORMER_DEFAULTS["inceptiontime"][0]} == {
-        "n_filters": 16, "bottleneck_size": 16}
+        "n_filters": 16, "bottleneck_size": 16, "kernel_size": 20}
     assert (TFTModel(n_features=3).hparams.hidden_size, TFTModel(n_features=3).hparams.channels) == (32, 16)
 
 

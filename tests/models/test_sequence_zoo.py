@@ -124,15 +124,15 @@ def test_windowed_model_needs_n_steps_without_a_data_module(make_trainer):
 # --- inceptiontime and resnet1d -----------------------------------------------------------------
 
 
-def test_inceptiontime_defaults_are_the_papers_network_at_half_width_and_its_network_is_reachable():
+def test_inceptiontime_defaults_are_the_papers_layout_at_cpu_sizes_and_its_network_is_reachable():
     model = InceptionTimeModel(n_features=3)
     net = model.net
-    assert kernel_sizes(model.hparams.kernel_size) == [40, 20, 10]
+    assert kernel_sizes(model.hparams.kernel_size) == [20, 10, 5]
     assert len(net.inception) == 6 and len(net.shortcuts) == 2  # a shortcut after every third module
-    assert [conv[1].kernel_size[0] for conv in net.inception[1].convs] == [40, 20, 10]
+    assert [conv[1].kernel_size[0] for conv in net.inception[1].convs] == [20, 10, 5]
     assert net.inception[1].bottleneck.out_channels == 16 and net.head.in_features == 4 * 16
     assert len(InceptionTimeModel(use_residual=False, n_features=3).net.shortcuts) == 0
-    paper = InceptionTimeModel(n_filters=32, bottleneck_size=32, n_features=3)
+    paper = InceptionTimeModel(n_filters=32, bottleneck_size=32, kernel_size=40, n_features=3)
     assert [conv[1].kernel_size[0] for conv in paper.net.inception[1].convs] == [40, 20, 10]
     assert paper.net.inception[1].bottleneck.out_channels == 32 and paper.net.head.in_features == 4 * 32
 
