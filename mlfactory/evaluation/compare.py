@@ -86,7 +86,7 @@ CV_METRICS = {"balanced_accuracy": "balanced_accuracy", "log_loss": "log_loss", 
               "sharpe_annualised": "sharpe", "ic_mean": "ic_mean"}
 """What a cross-validation's summary gives per split -> its column: ``test_<column>`` holds the mean across
 splits, ``test_<column>_std`` their spread (Sharpe and IC only when the data has forward returns)."""
-KNOWN_STATUSES = ("running", "failed", "complete")
+KNOWN_STATUSES = ("running", "failed", "pruned", "complete")  # pruned: a tune trial the study stopped early
 EVALUATION_STAGES = ("validate", "test", "predict")
 """Stages that evaluate a fitted checkpoint: shown with the fit they evaluate, not as results of their own."""
 CONFIG_YAML = "config.yaml"
@@ -156,8 +156,8 @@ def run_row(run: Path) -> dict[str, Any]:
                 problems.append(f"{EVALUATION} holds no {split} scores")
     if problems:
         state, why = "broken", "; ".join(problems)
-    elif state == "failed":
-        why = status.get("error")
+    elif state in ("failed", "pruned"):
+        why = status.get("error") or status.get("reason")
     data = training.get("data") if isinstance(training.get("data"), dict) else {}
     row: dict[str, Any] = {
         "model": model.get("name") or run.parent.name,

@@ -122,6 +122,14 @@ def test_a_failed_run_without_a_training_config_shows_unknown_data_and_its_error
     assert (row["status"], row["data"], row["problem"]) == ("failed", "unknown", "DataError: bad")
 
 
+def test_a_pruned_tune_trial_is_pruned_with_its_reason_not_broken(runs):
+    pruned = runs / "lstm" / "c"
+    rewrite(pruned, "status.json", json.dumps({"status": "pruned", "stage": "fit", "reason": "trial 3 pruned at epoch 2"}))
+    row = leaderboard([runs], include_incomplete=True).set_index("run_id").loc["c"]
+    assert (row["status"], row["problem"]) == ("pruned", "trial 3 pruned at epoch 2")
+    assert "c" not in set(leaderboard([runs])["run_id"])  # only complete runs are ranked
+
+
 def test_an_unreadable_status_is_broken(runs):
     rewrite(runs / "lstm" / "b", "status.json", "")  # a status write that a full disk cut to nothing
     row = leaderboard([runs], include_incomplete=True).set_index("run_id").loc["b"]
