@@ -25,6 +25,7 @@ from mlfactory.atomic import replacing, write_json
 from mlfactory.data.container import class_mapping
 from mlfactory.errors import ConfigError
 from mlfactory.evaluation import plots
+from mlfactory.evaluation.compare import SPLIT_METRICS
 from mlfactory.evaluation.importance import feature_importance
 from mlfactory.evaluation.report import equity_curve, evaluate_predictions
 from mlfactory.inference.bundle import write_bundle
@@ -38,21 +39,11 @@ def new_run_id() -> str:
     """Sortable and unique even for runs started in the same second: ``20261127-194512-3fa9c1``."""
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
+
 STATUS_FILE = "status.json"
 MIN_IMPORTANCE_SECONDS = 5.0
 """The least time the importance budget allows, however short the training (the passes' fixed costs)."""
-HPARAM_METRICS = {
-    "balanced_accuracy": ("balanced_accuracy",),
-    "accuracy": ("accuracy",),
-    "f1_macro": ("f1_macro",),
-    "log_loss": ("log_loss",),
-    "direction_auc": ("direction_auc",),
-    "ece": ("calibration", "expected_calibration_error"),
-    "sharpe": ("trading", "sharpe_annualised"),
-    "ic_mean": ("trading", "ic_mean"),
-    "hit_rate": ("trading", "hit_rate"),
-    "max_drawdown": ("trading", "max_drawdown"),
-}
+HPARAM_METRICS = SPLIT_METRICS
 """The validation metrics in TensorBoard's HPARAMS tab, as ``hparams/val_<name>``: where each sits in
 ``evaluation_metrics.json``'s ``val`` entry (the names ``mlfactory compare`` uses)."""
 
