@@ -445,8 +445,6 @@ def with_forward_returns(table: "pd.DataFrame", data: dict[str, Any], split: str
     ``data`` is the run's data settings (``training_config.json``). A run on the embedded sample data
     reads its cache; ``build_sample`` builds it first when this machine has none (as a fit would).
     """
-    import pandas as pd
-
     from mlfactory.data.contract import fwd_return_column, split_file
 
     horizon = data.get("horizon")

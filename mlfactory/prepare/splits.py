@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlfactory.data.contract import SPLITS
 from mlfactory.prepare import PrepareError
 
 
