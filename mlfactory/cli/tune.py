@@ -158,7 +158,8 @@ class TuneCLI(FactoryCLI):
         """An ordinary Trainer of the trial's config whose run record goes to ``run_dir``."""
         self.config_init = self._fresh
         self.resume_dir = run_dir
-        self._fresh[self.subcommand_name]["record"].importance_samples = 0  # a trial's record skips importance
+        record = self._fresh[self.subcommand_name]["record"]
+        record.importance_samples, record.plots = 0, False  # a trial records numbers: no importance, no figures
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": list(callbacks)}
         parsed, self.config = self.config, config  # config.yaml in the run directory: the trial's own
         try:
