@@ -86,7 +86,7 @@ Resume, print, verbosity:
   --print_config                 print the resolved settings as YAML and exit
   --verbose                      also show Lightning's start-up lines, the model summary, library warnings
 
-Every option follows (--trainer.*, --data.*, --checkpoint.*, --early_stopping.*); docs/cli.md has examples."""
+Every option follows (--trainer.*, --data.*, --checkpoint.*, --early_stopping.*, --record.*); docs/cli.md has examples."""
 
 
 EVALUATE_DESCRIPTION = """\
