@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "mlfactory serve needs FastAPI and uvicorn: pip install 'mlfactory[serve]'"
 MAX_BARS_PER_REQUEST = 10_000
 DEFAULT_MAX_SYMBOLS = 1_000
+MAX_SYMBOL_LENGTH = 64
 
 
 class RequestError(MLFactoryError):
@@ -152,7 +153,7 @@ class BarService:
         try:  # prepare's reader and checks, then the bundle's own raw-bar prediction
             loaded = self.bundle.recipe.load(bars)
             rows, probs, has_history = predict_arrays(self.bundle, loaded)
-        except MLFactoryError as err:
+        except (MLFactoryError, ValueError) as err:  # pandas/numpy refusing a value: the request's fault too
             raise RequestError(f"bars of {symbol!r}: {_one_line(err)}") from None
         stamps = loaded.times[rows]
         wanted = new["_ns"].to_numpy()
@@ -167,8 +168,12 @@ class BarService:
 
 def _frame(bars: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(bars, columns=["datetime", "symbol", *RAW_BAR_COLUMNS])
-    stamps = pd.to_datetime(frame["datetime"], utc=True)
-    frame["_ns"] = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+    try:  # nanoseconds, checked: a plain astype wraps dates outside 1677-2262 around silently
+        stamps = pd.to_datetime(frame["datetime"], utc=True).dt.as_unit("ns")
+    except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
+        raise RequestError("a bar's datetime is outside the years 1678-2261 that bars can hold; "
+                           "send real bar times (UTC)") from None
+    frame["_ns"] = stamps.dt.tz_localize(None).to_numpy().view(np.int64)
     frame["symbol"] = frame["symbol"].astype(str)
     return frame
 
@@ -218,7 +223,7 @@ def create_app(services: "BarService | Mapping[str, BarService]") -> Any:
     class Bar(BaseModel):
         model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
         datetime: dt.datetime
-        symbol: str = Field(min_length=1)
+        symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
         open: float
         high: float
         low: float
@@ -227,7 +232,7 @@ def create_app(services: "BarService | Mapping[str, BarService]") -> Any:
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        bars: list[Bar]
+        bars: list[Bar] = Field(max_length=MAX_BARS_PER_REQUEST)  # checked while parsing, not after
 
     app = FastAPI(title="mlfactory serve", version=_version(),
                   description=f"Predictions of {', '.join(services)} from raw OHLCV bars (docs/inference.md)")

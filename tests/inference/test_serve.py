@@ -124,6 +124,11 @@ def test_bad_requests_get_a_one_line_4xx_and_leave_the_state_unharmed(served, ba
         "high below low": {"bars": [{**bar, "high": bar["low"] / 2}]},
         "off the grid": {"bars": [{**bar, "datetime": bar["datetime"].replace(":00+", ":30+")}]},
         "no bars": {"bars": []},
+        # a new symbol: nothing to be "earlier than"; such times once wrapped around to another century
+        "far-future time": {"bars": [{**bar, "symbol": "NEWSYM", "datetime": "9999-01-01T00:00:00+00:00"}]},
+        "ancient time": {"bars": [{**bar, "symbol": "NEWSYM", "datetime": "1200-01-01T00:00:00+00:00"}]},
+        "overlong symbol": {"bars": [{**bar, "symbol": "S" * 65}]},
+        "too many bars": {"bars": [bar] * 10_001},
     }
     for case, body in cases.items():
         status, answer = server.request("/predict", body)
