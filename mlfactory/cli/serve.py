@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EXAMPLE = """\
 example:
@@ -57,7 +58,8 @@ def serve_command(argv: list[str]) -> int:
 
     services: dict[str, BarService] = {}
     for given in args.bundle:
-        name, _, path = given.rpartition("=") if "=" in given else ("", "", given)
+        # NAME=DIR, or a plain DIR (which may hold '=' itself: runs/lr=0.01/bundle)
+        name, _, path = ("", "", given) if "=" not in given or Path(given).exists() else given.partition("=")
         bundle = ModelBundle.load(path, device=args.device, require_signature=args.require_signature)
         name = name or bundle.model_name
         if name in services:

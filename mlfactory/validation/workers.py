@@ -74,6 +74,10 @@ def run_forked(
                     raise WorkerDied(f"{describe(item)}: its worker process (pid {process.pid}) "
                                      f"{_ending(process.exitcode)} before handing back a result; the run is marked "
                                      "failed. If the system ran out of memory, use fewer --cv.workers") from None
+                except Exception as err:  # sent, but it cannot be rebuilt here (an exception that does not unpickle)
+                    process.join()
+                    raise WorkerDied(f"{describe(item)}: its result could not be read back from the worker "
+                                     f"({type(err).__name__}: {err}); the run is marked failed") from None
                 finally:
                     reader.close()
                 process.join()

@@ -85,6 +85,26 @@ def test_a_worker_that_dies_fails_the_run_in_one_line(sample_dir: Path, tmp_path
     assert_failed_cleanly(tmp_path / "cv", "SIGKILL")
 
 
+class KeywordOnlyError(Exception):
+    """Pickles in the worker, cannot be rebuilt in the parent (its __init__ takes no positional argument)."""
+
+    def __init__(self, *, reason: str) -> None:
+        super().__init__(reason)
+
+
+def test_a_result_that_cannot_be_read_back_fails_the_run_in_one_line(sample_dir: Path, tmp_path: Path,
+                                                                    cross_validate) -> None:
+    def fail_oddly(split_dir: Path) -> None:
+        if split_dir.name == "0":
+            raise KeywordOnlyError(reason="planted")
+
+    with pytest.raises(WorkerDied) as caught:
+        cross_validate(sample_dir, tmp_path, CVSettings("kfold", n_splits=2, workers=2), before_fit=fail_oddly)
+    message = str(caught.value)
+    assert message.startswith("cv split 0: its result could not be read back") and "\n" not in message
+    assert_failed_cleanly(tmp_path / "cv", "could not be read back")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_on_split_end_can_stop_the_run(workers: int, sample_dir: Path, tmp_path: Path, cross_validate) -> None:
     """As a tuner's pruning does: the hook raises after the first split to finish."""
