@@ -141,16 +141,20 @@ def _param(name: str, spec: Any, source: str) -> Param:
     kind = spec.get("type") or ("int" if isinstance(low, int) and isinstance(high, int) else "float")
     if kind not in ("int", "float"):
         raise TuneError(f"{where}: type must be int or float, not {kind!r}")
-    log, step = bool(spec.get("log", False)), spec.get("step")
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):  # bool("false") would be True
+        raise TuneError(f"{where}: log must be true or false, not {log!r}")
     if not (math.isfinite(low) and math.isfinite(high)) or low > high:
         raise TuneError(f"{where}: the range [{low}, {high}] is empty; low must not exceed high")
     if log and low <= 0:
         raise TuneError(f"{where}: a log range needs low > 0, not {low}")
     if log and step is not None:
         raise TuneError(f"{where}: a range is either log or stepped, not both")
-    if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+    if step is not None and (not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0):
         raise TuneError(f"{where}: step must be a positive number, not {step!r}")
     integer = kind == "int"
+    if integer and step is not None and not float(step).is_integer():
+        raise TuneError(f"{where}: an int range needs a whole step, not {step!r}")
     if integer and not (float(low).is_integer() and float(high).is_integer()):
         raise TuneError(f"{where}: an int range needs whole bounds, not [{low}, {high}]")
     return Param(name, low=low, high=high, log=log, step=step, integer=integer)

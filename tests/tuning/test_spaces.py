@@ -60,6 +60,9 @@ def _space(tmp_path: Path, text: str) -> SearchSpace:
     ("lr_scheduler: {choices: [plateau, linear]}", "lstm", "choice 'linear' is not valid for lstm"),
     ("num_leaves: {low: 8.5, high: 64.0}", "lightgbm", "takes int here, not an float range"),
     ("n_jobs: {low: 1, high: 4}", "lightgbm", "n_jobs is not a parameter lightgbm searches"),
+    ("num_leaves: {low: 8, high: 64, step: 0.5}", "lightgbm", "an int range needs a whole step, not 0.5"),
+    ("num_leaves: {low: 8, high: 64, step: true}", "lightgbm", "step must be a positive number, not True"),
+    ("learning_rate: {low: 0.01, high: 0.3, log: 'false'}", "lightgbm", "log must be true or false, not 'false'"),
 ])
 def test_bad_space_names_file_parameter_and_fix(tmp_path: Path, text: str, model: str, words: str) -> None:
     with pytest.raises(TuneError) as caught:
