@@ -24,6 +24,7 @@ from mlfactory.errors import ConfigError
 from mlfactory.tuning.overfitting import period_returns
 from mlfactory.tuning.pruning import RoundReporter, attach_round_pruning, epoch_callbacks
 from mlfactory.tuning.space import SearchSpace
+from mlfactory.tuning.storage import redacted
 from mlfactory.tuning.study import TrialOutcome, TuneSettings, Worker
 from mlfactory.validation.runner import PROB_COLUMNS, CVSettings, run_cv
 
@@ -161,7 +162,11 @@ class TuneCLI(FactoryCLI):
         record = self._fresh[self.subcommand_name]["record"]
         record.importance_samples, record.plots = 0, False  # a trial records numbers: no importance, no figures
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": list(callbacks)}
-        parsed, self.config = self.config, config  # config.yaml in the run directory: the trial's own
+        saved = config.clone()  # config.yaml in the run directory: the trial's own, without the storage's password
+        key = f"{self.subcommand_name}.tune.storage"
+        if saved.get(key):
+            saved[key] = redacted(saved[key])
+        parsed, self.config = self.config, saved
         try:
             trainer = self.instantiate_trainer()
         finally:

@@ -40,7 +40,7 @@ def open_storage(url: str, heartbeat: int, retries: int) -> Any:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    shown = _redacted(url)
+    shown = redacted(url)
     if "://" not in url:
         raise TuneError(f"--tune.storage {shown} is not a database URL; use e.g. "
                         "postgresql://user:password@host:5432/db or sqlite:///path/study.db")
@@ -82,7 +82,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password."""
     head, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
@@ -113,14 +113,14 @@ def creation_lock(url: str) -> Iterator[None]:
     try:
         engine = sqlalchemy.create_engine(_with_driver(url), **_engine_kwargs(url))
     except ImportError:
-        raise TuneError(f"the study storage {_redacted(url)} needs a database driver that is not installed; for "
+        raise TuneError(f"the study storage {redacted(url)} needs a database driver that is not installed; for "
                         "PostgreSQL: pip install psycopg2-binary (or mlfactory's postgres extra)") from None
     try:
         with _lock(engine, url, "create"):
             yield
     except SQLAlchemyError as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise TuneError(f"cannot open the study storage {_redacted(url)} ({type(err).__name__}: {first}); check that "
+        raise TuneError(f"cannot open the study storage {redacted(url)} ({type(err).__name__}: {first}); check that "
                         "the database server is running and reachable, and the URL's user, password and database"
                         ) from None
     finally:

@@ -410,6 +410,6 @@ def _finite(value: float) -> float | None:
 
 
 def _shown(url: str) -> str:
-    from mlfactory.tuning.storage import _redacted
+    from mlfactory.tuning.storage import redacted
 
-    return _redacted(url)
+    return redacted(url)
