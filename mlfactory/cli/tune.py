@@ -82,13 +82,13 @@ class TuneCLI(FactoryCLI):
         report = json.loads((trial_dir / "metrics" / "evaluation_metrics.json").read_text())["val"]
         metrics = {name: report.get(name) for name in ("log_loss", "balanced_accuracy", "direction_auc")}
         metrics["sharpe"] = (report.get("trading") or {}).get("sharpe_annualised")
-        saved = np.load(trial_dir / "predictions" / "val_predictions.npz")
+        with np.load(trial_dir / "predictions" / "val_predictions.npz") as saved:
+            rows, probs = saved["row"], saved["probabilities"]
         split = self.datamodule.container.split("val")
-        rows = saved["row"]
         if split.fwd_returns is None:
             times, returns = np.zeros(0, np.int64), np.zeros(0)
         else:
-            times, returns = period_returns(saved["probabilities"], split.fwd_returns[rows], split.timestamps[rows],
+            times, returns = period_returns(probs, split.fwd_returns[rows], split.timestamps[rows],
                                             self.datamodule.horizon)
         return TrialOutcome(metrics, times, returns)
 

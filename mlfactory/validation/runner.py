@@ -374,8 +374,8 @@ def _fit_split(shared: SharedWork, make_model, make_trainer, run_dir: Path, rng:
         if not saved_file.is_file():
             raise CVError(f"{saved_file} was not written: the Trainer of make_trainer() needs RunRecord among its "
                           "callbacks and its logger writing into the split's directory")
-        saved = np.load(saved_file)
-        rows, probs = saved["row"], saved["probabilities"]
+        with np.load(saved_file) as saved:  # closed at once: a tune study runs many of these
+            rows, probs = saved["row"], saved["probabilities"]
     except MLFactoryError as err:  # say which split, on the one line the command prints
         if len(err.args) == 1 and isinstance(err.args[0], str) and not err.args[0].startswith("cv split"):
             err.args = (f"cv split {split.index}: {err.args[0]}",)
