@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlfactory.data.contract import SPLITS  # noqa: F401  (the contract's name, importable from here)
 from mlfactory.prepare import PrepareError
 
 
