@@ -218,6 +218,17 @@ def sample_rows(model: Any, datamodule: "FactoryDataModule") -> np.ndarray:
     return view.valid_rows(datamodule.container.split("train"))
 
 
+def _measure_warmup_once(datamodule: "FactoryDataModule", probe: Any) -> None:
+    """Fill the per-process cache of the bundle's feature warm-up (:func:`mlfactory.inference.bars.recipe_spec`)."""
+    import warnings
+
+    from mlfactory.inference.bars import recipe_spec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each split's bundle says what it has to say
+        recipe_spec(datamodule.container, probe.input_view(datamodule.seq_len))
+
+
 @dataclasses.dataclass
 class SharedWork:
     """What every split shares, done once before the first fit: the development rows (read once), the
@@ -245,6 +256,8 @@ class SharedWork:
         plan = settings.plan(dev.timestamps, dev.symbol_codes, datamodule.horizon)
         scaler = _prepare_scaler(cv_data) if settings.refit_scaler else None
         unscaled = scaler.inverse_transform(dev.features) if scaler is not None else None
+        if settings.workers > 1:  # measured here, the bundles' warm-up is inherited by every forked worker
+            _measure_warmup_once(datamodule, probe)
         return cls(cv_data, dev, plan, datamodule.horizon, scaler, unscaled, sample_rows(probe, cv_data))
 
     def split_rows(self, split: CVSplit) -> dict[str, np.ndarray]:

@@ -35,8 +35,11 @@ def test_workers_give_the_record_of_one_process(sample_dir: Path, tmp_path: Path
     """A neural model whose splits the caller does not seed: each split starts from the same random
     state whether the splits run one after another here or in two forked workers. The per-split hook
     sees every split's summary entry either way."""
+    from mlfactory.inference import bars
+
     records = {}
     for workers, threads in ((1, 1), (2, 2)):
+        bars._WARMUPS.clear()
         seen: dict[int, dict] = {}
         summary, run = cross_validate(sample_dir, tmp_path / str(workers), CVSettings("kfold", n_splits=2,
                                       workers=workers), "lstm", data={"seq_len": 8, "threads": threads},
@@ -45,6 +48,8 @@ def test_workers_give_the_record_of_one_process(sample_dir: Path, tmp_path: Path
         assert json.loads((run / "status.json").read_text())["status"] == "complete"
         assert set(split_statuses(run).values()) == {"complete"}
         records[workers] = summary, pd.read_parquet(run / "predictions.parquet"), run
+        # the bundles' warm-up: measured by the process that wrote them, and before forking when there are workers
+        assert len(bars._WARMUPS) == 1
     (one, table_one, _), (two, table_two, run_two) = records[1], records[2]
     assert one["threads_per_worker"] is None and two["threads_per_worker"] == 1
     pd.testing.assert_frame_equal(table_one, table_two)
