@@ -9,13 +9,12 @@ ordinary Trainer, exactly as ``fit`` builds them, writing its run record to ``sp
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
-from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, new_run_id, prepare_args
+from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, new_run_id, run_as_fit
 from mlfactory.errors import ConfigError
 from mlfactory.validation.runner import CVSettings, run_cv
 
@@ -65,8 +64,4 @@ class CrossValidationCLI(FactoryCLI):
 
 def cv_command(argv: list[str]) -> int:
     """Run ``mlfactory cv ARGS``: ``fit``'s options plus ``--cv.*``."""
-    args = prepare_args(["fit", *argv])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        CrossValidationCLI(args)
-    return 0
+    return run_as_fit(CrossValidationCLI, argv)

@@ -248,6 +248,15 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+def run_as_fit(cli_class: type, argv: list[str]) -> int:
+    """Run a command that takes every ``fit`` option plus its own group (``cv``, ``tune``) with ``cli_class``."""
+    args = prepare_args(["fit", *argv])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli_class(args)
+    return 0
+
+
 def _quiet_disk_full_in_threads() -> None:
     """Keep library writer threads (TensorBoard's event writer) from printing a traceback on a full disk.
 

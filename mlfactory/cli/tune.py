@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import lightning as L
 import numpy as np
 import yaml
 
-from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, prepare_args
+from mlfactory.cli.lightning_cli import LOG_ROOT, FactoryCLI, run_as_fit
 from mlfactory.errors import ConfigError
 from mlfactory.tuning.overfitting import period_returns
 from mlfactory.tuning.pruning import RoundReporter, attach_round_pruning, epoch_callbacks
@@ -208,8 +207,4 @@ def _print_summary(summary: dict[str, Any], study_dir: Path) -> None:
 
 def tune_command(argv: list[str]) -> int:
     """Run ``mlfactory tune ARGS``: ``fit``'s options plus ``--tune.*`` and ``--cv.*``."""
-    args = prepare_args(["fit", *argv])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        TuneCLI(args)
-    return 0
+    return run_as_fit(TuneCLI, argv)
