@@ -145,6 +145,16 @@ def test_fit_help_starts_with_models_data_recipes_and_resume(capsys):
     assert "Base of every model" not in out and "--trainer.max_epochs" in out
 
 
+@pytest.mark.parametrize("command, group", [("cv", "--cv.scheme"), ("tune", "--tune.n_trials")])
+def test_cv_and_tune_help_name_their_own_command(capsys, command, group):
+    # they parse fit's options plus a group of their own; their help must not read as `mlfactory fit`
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: mlfactory {command} ") and "Train a model on" not in out
+    assert group in out and "--model NAME" in out
+
+
 def test_recipes_are_found_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert find_recipe("lstm") == find_recipe("lstm.yaml") == RECIPES / "lstm.yaml"

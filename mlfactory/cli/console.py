@@ -62,13 +62,17 @@ def pop_flag(args: list[str], flag: str) -> tuple[list[str], bool]:
 
 
 # --- help ----------------------------------------------------------------------------------------------
-def fit_description(recipes: list[str]) -> str:
-    """The first screen of ``mlfactory fit --help``: choosing a model, the data, recipes, resuming."""
+FIT_HEADLINE = "Train a model on leakage-safe chronological splits; the run goes to lightning_logs/<model>/<run_id>/."
+
+
+def fit_description(recipes: list[str], headline: str = FIT_HEADLINE) -> str:
+    """The first screen of ``mlfactory fit --help`` (and of ``cv``/``tune``, which take every fit option after
+    their ``headline``): choosing a model, the data, recipes, resuming."""
     models = textwrap.fill(", ".join(spec.name for spec in list_models()), width=96, initial_indent="  ",
                            subsequent_indent="  ")
     names = textwrap.fill(", ".join(recipes), width=96, initial_indent="  ", subsequent_indent="  ")
     return f"""\
-Train a model on leakage-safe chronological splits; the run goes to lightning_logs/<model>/<run_id>/.
+{headline}
 
 Choose a model, one of:
 {models}
@@ -118,11 +122,15 @@ class HelpFormatter(DefaultHelpFormatter):
         return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
-def subcommand_kwargs(command: str, recipes: list[str]) -> dict[str, Any]:
-    """Parser arguments of one trainer command: a short usage line and a description that starts with the basics."""
+def subcommand_kwargs(command: str, recipes: list[str], shown_as: str = "fit", headline: str = FIT_HEADLINE
+                      ) -> dict[str, Any]:
+    """Parser arguments of one trainer command: a short usage line and a description that starts with the basics.
+
+    ``shown_as`` and ``headline`` name the command that runs as ``fit`` (``cv``, ``tune``) in its usage and help.
+    """
     if command == "fit":
-        return {"usage": "mlfactory fit [--model NAME | --config RECIPE] [--data.data_dir DIR] [options]",
-                "description": fit_description(recipes), "formatter_class": HelpFormatter}
+        return {"usage": f"mlfactory {shown_as} [--model NAME | --config RECIPE] [--data.data_dir DIR] [options]",
+                "description": fit_description(recipes, headline), "formatter_class": HelpFormatter}
     return {"usage": f"mlfactory {command} --ckpt_path CKPT [options]", "formatter_class": HelpFormatter,
             "description": EVALUATE_DESCRIPTION.format(what=EVALUATE_WHAT[command], command=command)}
 

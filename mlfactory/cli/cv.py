@@ -22,6 +22,10 @@ from mlfactory.validation.runner import CVSettings, run_cv
 class CrossValidationCLI(FactoryCLI):
     """``FactoryCLI`` whose ``fit`` runs a cross-validation instead of one fit."""
 
+    shown_as = "cv"
+    headline = ("Cross-validate a model: one ordinary fit per purged split (--cv.scheme walk_forward|cpcv|kfold, "
+                "--cv.n_splits, --cv.embargo ...,\nlisted at the end); the run goes to lightning_logs/cv/<model>/<run_id>/.")
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_class_arguments(CVSettings, "cv")

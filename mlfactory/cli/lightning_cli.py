@@ -11,7 +11,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from mlfactory.atomic import process_alive
 from mlfactory.callbacks.run_record import LOG_ROOT, RunRecord, new_run_id
 from mlfactory.cli.console import (
+    FIT_HEADLINE,
     HelpFormatter,
     console,
     describe_model_options,
@@ -82,6 +83,11 @@ class FactoryCLI(LightningCLI):
     Lightning's start-up lines, the model summary and library warnings, which are hidden otherwise.
     """
 
+    shown_as: ClassVar[str] = "fit"
+    """The command's name in its usage line: ``cv`` and ``tune`` run as ``fit`` with a group of their own."""
+    headline: ClassVar[str] = FIT_HEADLINE
+    """The first line of the command's ``--help``."""
+
     def __init__(self, args: list[str], run_dir: Path | None = None) -> None:
         self.resume_dir = run_dir
         args, self.verbose = pop_flag(list(args), "--verbose")
@@ -89,7 +95,7 @@ class FactoryCLI(LightningCLI):
         parser_kwargs: dict[str, Any] = {"exit_on_error": False, "formatter_class": HelpFormatter}
         for command in self.subcommands():
             parser_kwargs[command] = {"default_config_files": [str(SHARED_CONFIG)], "exit_on_error": False,
-                                      **subcommand_kwargs(command, recipes)}
+                                      **subcommand_kwargs(command, recipes, self.shown_as, self.headline)}
         with console(self.verbose):
             super().__init__(
                 model_class=FactoryModule,

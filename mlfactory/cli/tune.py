@@ -35,6 +35,10 @@ CV_KEYS = {"log_loss": "log_loss", "balanced_accuracy": "balanced_accuracy", "di
 class TuneCLI(FactoryCLI):
     """``FactoryCLI`` whose ``fit`` runs a study: one fit or cross-validation per trial."""
 
+    shown_as = "tune"
+    headline = ("Search a model's hyper-parameters with Optuna: one fit (or cross-validation) per trial (--tune.n_trials, "
+                "--tune.metric,\n--tune.storage ..., listed at the end); the study goes to lightning_logs/tune/<study>/.")
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_class_arguments(TuneSettings, "tune")
