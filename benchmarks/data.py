@@ -31,17 +31,32 @@ and noise to the same 50,000 x 180 float32 shape, which is what the benchmarks' 
 The directory lives under ``$MLFACTORY_BENCH_CACHE`` (default ``~/.cache/mlfactory/``) as
 ``bench-<rows>x<n_features>-v3``, written atomically (a temporary sibling, then a rename).
 
-    python benchmarks/data.py            # build (or find) the directory and print its path
+Larger directories (``tiled_split_dir()``, for memory and time at millions of rows: the peers'
+benchmark and the ten-million-row one) are that directory's splits *tiled*: each split repeated
+until it holds the rows asked for, copy ``i`` of a split with its symbols renamed ``<symbol>-t<i>``
+(``SYNA-t000``, ``SYNA-t001``, ...), so that every copy is a series of its own and no window crosses
+two copies. Timestamps are the source's, so each split keeps its time range and the splits stay
+chronological (train before val before test). The rows repeat: what a model learns or scores on such
+a directory means nothing; it measures memory and time. It is written one tile (50,000 rows, one row
+group) at a time, so building 10 million rows holds about one tile in memory (~100 MB), under
+``$MLFACTORY_BENCH_CACHE`` as ``tiled-<train>-<val>-<test>-v3t1`` with ``tiles.json`` (rows, features,
+feature bytes per split) beside the splits, atomically as above.
+
+    python benchmarks/data.py                                  # build (or find) the 50k directory, print its path
+    python benchmarks/data.py --tiled 7000000 1500000 1500000  # the ten-million-row tiled directory (~11 GB on disk)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import shutil
 import sys
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +69,16 @@ MAX_LAG = 5
 SYMBOLS = ("SYNA", "SYNB", "SYNC")
 SPLITS = ("train", "val", "test")
 VERSION = "v3"
+TILED_VERSION = "t1"  # the tiling recipe of tiled_split_dir, on top of VERSION
+TILES_FILE = "tiles.json"
+_DISK_MARGIN = 2 * 2**30  # free disk a tiled build leaves at least, beyond its own files
 # extra bars per symbol on top of rows / 3 per split: covers the feature and barrier-volatility
 # warm-up (100 bars), the purge (20) and the embargo (10) of each split
 _MARGIN_PER_SYMBOL = 1_200
 
 
 def cache_root() -> Path:
+    """Where the benchmark data is cached: ``$MLFACTORY_BENCH_CACHE``, else ``~/.cache/mlfactory``."""
     root = os.environ.get("MLFACTORY_BENCH_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "mlfactory"
 
@@ -157,6 +176,98 @@ def _lag_within_blocks(values: np.ndarray, lag: int, starts: np.ndarray) -> np.n
     return out
 
 
-if __name__ == "__main__":
+def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str | None = None) -> Path:
+    """A split directory whose splits are the benchmark's splits tiled to ``rows[split]`` rows each (built on first use).
+
+    Args:
+        rows: rows per split, e.g. ``{"train": 7_000_000, "val": 1_500_000, "test": 1_500_000}``; every
+            split needs at least one row.
+        root: the parent folder (default ``cache_root()``).
+        name: the folder's name (default ``tiled-<train>-<val>-<test>-v3t1``).
+
+    Copy ``i`` of a split (50,000 rows; the last copy cut short) has symbols ``<symbol>-t<i:03d>`` and
+    the source's timestamps, so no window crosses copies and the splits stay chronological. The rows
+    are repeats: models' scores on it mean nothing, it is for measuring memory and time. Written one
+    tile at a time into a temporary sibling that is renamed when complete; ``tiles.json`` holds the
+    rows, feature names and feature bytes (``rows x n_features x 4``) per split.
+
+    Raises:
+        ValueError: a split missing from ``rows`` or given fewer than one row.
+        OSError: too little free disk for the files (the estimate and what is free are named).
+    """
+    counts = {split: rows.get(split, 0) for split in SPLITS}
+    bad = {split: n for split, n in counts.items() if not isinstance(n, int) or n < 1}
+    if bad:
+        raise ValueError(f"tiled_split_dir: every split needs a whole number of rows >= 1, got {bad}")
+    root = cache_root() if root is None else Path(root)
+    target = root / (name or f"tiled-{counts['train']}-{counts['val']}-{counts['test']}-{VERSION}{TILED_VERSION}")
+    if (target / TILES_FILE).is_file():
+        return target
+    source = bench_split_dir()
+    _check_disk(source, counts, root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        info = {"source": str(source), "rows": counts, "tile_rows": ROWS, "features": None, "feature_bytes": {}}
+        for split in SPLITS:
+            features = _write_tiles(source / f"{split}_scaled.parquet", tmp / f"{split}_scaled.parquet", counts[split])
+            info["features"] = features
+            info["feature_bytes"][split] = counts[split] * len(features) * 4
+        info["feature_bytes"]["total"] = sum(info["feature_bytes"].values())
+        (tmp / TILES_FILE).write_text(json.dumps(info, indent=1))
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / TILES_FILE).is_file():
+                raise  # another process did not finish it first
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_tiles(source: Path, out: Path, rows: int) -> list[str]:
+    """``source`` repeated into ``out`` until it holds ``rows`` rows, one tile (= one row group) at a time; the feature names."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    print(bench_split_dir())
+    from mlfactory.data.contract import is_reserved
+
+    table = pq.read_table(source)
+    symbol_at = table.column_names.index("symbol")
+    symbols = table.column("symbol").cast(pa.string())
+    if table.schema.field("symbol").type != pa.string():
+        raise TypeError(f"{source}: symbol column is {table.schema.field('symbol').type}, expected string")
+    with pq.ParquetWriter(out, table.schema) as writer:
+        for i in range(math.ceil(rows / table.num_rows)):
+            n = min(table.num_rows, rows - i * table.num_rows)
+            renamed = pc.binary_join_element_wise(symbols.slice(0, n), f"-t{i:03d}", "")
+            tile = table.slice(0, n).set_column(symbol_at, table.schema.field("symbol"), renamed.cast(symbols.type))
+            writer.write_table(tile, row_group_size=table.num_rows)
+    return [c for c in table.column_names if not is_reserved(c)]
+
+
+def _check_disk(source: Path, counts: Mapping[str, int], root: Path) -> None:
+    need = sum(math.ceil(counts[s] / ROWS) * (source / f"{s}_scaled.parquet").stat().st_size for s in SPLITS)
+    probe = root if root.exists() else next(p for p in root.parents if p.exists())
+    free = shutil.disk_usage(probe).free
+    if free < need + _DISK_MARGIN:
+        raise OSError(f"tiled_split_dir: {root} has {free / 2**30:.1f} GiB free; the tiled splits need about "
+                      f"{need / 2**30:.1f} GiB plus {_DISK_MARGIN / 2**30:.0f} GiB to spare. Free disk or set "
+                      "MLFACTORY_BENCH_CACHE to a larger disk")
+
+
+def main() -> None:
+    """Build (or find) the benchmark directory, or a tiled one with ``--tiled TRAIN VAL TEST``, and print its path."""
+    parser = argparse.ArgumentParser(description="Build (or find) the benchmark split directory and print its path.")
+    parser.add_argument("--tiled", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                        help="rows per split of a tiled directory (e.g. 7000000 1500000 1500000)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    print(tiled_split_dir(dict(zip(SPLITS, args.tiled))) if args.tiled else bench_split_dir())
+
+
+if __name__ == "__main__":
+    main()

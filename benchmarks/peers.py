@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import resource
 import subprocess
@@ -96,7 +95,9 @@ NOT_RUN = {
     "per-sample weight, so the task cannot be stated in its API.",
 }
 DEFAULT_MEM_GIB = 10.0  # RLIMIT_AS of a measurement's process: the shared 24 GiB machine must never swap
-WARM_NAME, WARM_ROWS = "peers-warm-v1", 2_000  # the split each child runs once first, unmeasured
+PEERS_DATA_VERSION = "v2"  # v2: written by data.tiled_split_dir (val and test symbols carry "-t000" too)
+PEERS_EVAL_ROWS = 2_000  # rows of the val and test splits
+WARM_NAME, WARM_ROWS = f"peers-warm-{PEERS_DATA_VERSION}", 2_000  # the split each child runs once first, unmeasured
 
 
 # --------------------------------------------------------------------------- the measured child
@@ -440,44 +441,25 @@ CHILDREN = {"mlfactory": child_mlfactory, "mlfactory-released": partial(child_ml
 def split_dir(rows: int, root: Path, name: str | None = None) -> Path:
     """A split directory whose training split is the 50,000-row benchmark split tiled to ``rows`` rows.
 
-    Copy ``i`` of the split gets symbols ``<symbol>-t<i>``, so every copy is a run of its own series
-    and no window crosses copies. Val and test are the first 2,000 rows of the benchmark's (the
-    container reads all three splits; small ones keep them out of the training split's figures).
-    ``peers.json`` beside the splits names the features, label and weight columns for the peers.
+    Written by ``benchmarks/data.py``'s ``tiled_split_dir`` (copy ``i`` gets symbols ``<symbol>-t<i>``,
+    so every copy is a run of its own series and no window crosses copies). Val and test are the first
+    2,000 rows of the benchmark's, as one tile (the container reads all three splits; small ones keep
+    them out of the training split's figures). ``peers.json`` beside the splits names the features,
+    label and weight columns for the peers.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(REPO))
-    from data import bench_split_dir
+    from data import TILES_FILE, tiled_split_dir
 
-    from mlfactory.data.contract import is_reserved
-
-    target = root / (name or f"peers-{rows}-v1")
-    if (target / "peers.json").is_file():
-        return target
-    source = bench_split_dir()
-    tmp = root / f".{target.name}.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    train = pq.read_table(source / "train_scaled.parquet")
-    features = [c for c in train.column_names if not is_reserved(c)]
-    writer = None
-    for i in range(math.ceil(rows / train.num_rows)):
-        tile = train.slice(0, min(train.num_rows, rows - i * train.num_rows))
-        symbols = pc.binary_join_element_wise(tile.column("symbol").cast(pa.string()), f"-t{i:03d}", "")
-        tile = tile.set_column(tile.column_names.index("symbol"), "symbol", symbols)
-        if writer is None:
-            writer = pq.ParquetWriter(tmp / "train_scaled.parquet", tile.schema)
-        writer.write_table(tile, row_group_size=50_000)
-    writer.close()
-    for split in ("val", "test"):
-        pq.write_table(pq.read_table(source / f"{split}_scaled.parquet").slice(0, 2_000), tmp / f"{split}_scaled.parquet")
-    info = {"rows": rows, "features": features, "label": f"label_h{HORIZON}", "weight": f"sample_weight_h{HORIZON}",
-            "feature_bytes": rows * len(features) * 4}
-    (tmp / "peers.json").write_text(json.dumps(info))
-    os.replace(tmp, target)
+    target = tiled_split_dir({"train": rows, "val": PEERS_EVAL_ROWS, "test": PEERS_EVAL_ROWS}, root,
+                             name or f"peers-{rows}-{PEERS_DATA_VERSION}")
+    if not (target / "peers.json").is_file():
+        tiles = json.loads((target / TILES_FILE).read_text())
+        info = {"rows": rows, "features": tiles["features"], "label": f"label_h{HORIZON}",
+                "weight": f"sample_weight_h{HORIZON}", "feature_bytes": tiles["feature_bytes"]["train"]}
+        tmp = target / f".peers.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, target / "peers.json")
     return target
 
 
