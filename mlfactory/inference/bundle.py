@@ -27,6 +27,7 @@ array (``predict_proba_array``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -313,9 +314,10 @@ class ModelBundle:
         mapping = self.spec["class_mapping"]
         return [int(mapping[str(i)]["label"]) for i in range(len(mapping))]
 
-    @property
+    @functools.cached_property
     def recipe(self) -> "Recipe":
-        """Prepare's recipe: how raw bars become this model's features.
+        """Prepare's recipe: how raw bars become this model's features (read from bundle.json once; the
+        service asks on every request).
 
         Raises:
             BundleError: the bundle has none (written before raw-bar bundles, or from data not made by prepare).
