@@ -16,12 +16,12 @@ for the multi-resolution view ``x`` is a dict of tensors, one per timeframe (``m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, RandomSampler
 
 from mlfactory.data.split import SplitData
 from mlfactory.errors import DataError
@@ -68,6 +68,40 @@ class GatheredBatch(Sequence):
 def collate_batch(batch: GatheredBatch | Batch) -> Batch:
     """The batch was already gathered by ``__getitems__``: its tensors, handed over without per-sample work."""
     return batch.tensors if isinstance(batch, GatheredBatch) else batch
+
+
+# sample indices handed to the loader at a time: bounds the Python ints alive at once
+_SAMPLER_CHUNK = 65_536
+
+
+class PermutationSampler(RandomSampler):
+    """Every sample once per epoch, in a new random order each epoch, held as one numpy array.
+
+    torch's ``RandomSampler`` holds ``torch.randperm(n).tolist()``, a Python int per sample (~36 B): at
+    ten million windows that is ~0.36 GB beside the features. This sampler holds the order as int32 (int64
+    past 2**31 samples), 4-8 B per sample, and hands the indices over in chunks of 65 536.
+
+    Each epoch's order is seeded by one number drawn from ``generator`` (unset: torch's global generator,
+    as ``RandomSampler`` does), so ``lightning.seed_everything`` makes the orders reproducible, and each
+    epoch draws a new one. It subclasses ``RandomSampler`` so that Lightning, under DDP with
+    ``use_distributed_sampler`` (the default), replaces it by a shuffled ``DistributedSampler``: each
+    rank gets a disjoint shard, exactly as with ``shuffle=True``.
+
+    >>> sampler = PermutationSampler(range(5), generator=torch.Generator().manual_seed(0))
+    >>> sorted(sampler), len(sampler)
+    ([0, 1, 2, 3, 4], 5)
+    """
+
+    def __init__(self, data_source: Sized, generator: torch.Generator | None = None) -> None:
+        super().__init__(data_source, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.data_source)
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        order = np.arange(n, dtype=np.int32 if n <= np.iinfo(np.int32).max else np.int64)
+        np.random.default_rng(seed & (2**63 - 1)).shuffle(order)
+        for start in range(0, n, _SAMPLER_CHUNK):
+            yield from order[start : start + _SAMPLER_CHUNK].tolist()
 
 
 class _RowDataset(Dataset):
