@@ -95,15 +95,21 @@ class Bars:
         """Rows of symbol ``i``."""
         return slice(int(self.bounds[i]), int(self.bounds[i + 1]))
 
-    def to_frame(self) -> pd.DataFrame:
-        """The bars as a DataFrame (``datetime`` in UTC, ``symbol``, OHLCV, ``filled``)."""
-        codes = np.repeat(np.arange(len(self.symbols)), np.diff(self.bounds))
+    def to_frame(self, rows: slice = slice(None)) -> pd.DataFrame:
+        """The bars as a DataFrame (``datetime`` in UTC, ``symbol``, OHLCV, ``filled``).
+
+        Args:
+            rows: a range of rows (all by default); the split writer converts the bars a block at a time,
+                so the frame never holds a second copy of a large input.
+        """
+        start, stop, _ = rows.indices(len(self.times))
+        codes = np.searchsorted(self.bounds, np.arange(start, stop), side="right") - 1
         return pd.DataFrame(
             {
-                "datetime": pd.to_datetime(self.times, utc=True),
+                "datetime": pd.to_datetime(self.times[start:stop], utc=True),
                 "symbol": np.asarray(self.symbols, dtype=object)[codes],
-                **{c: getattr(self, c) for c in BAR_COLUMNS},
-                "filled": self.filled,
+                **{c: getattr(self, c)[start:stop] for c in BAR_COLUMNS},
+                "filled": self.filled[start:stop],
             }
         )
 

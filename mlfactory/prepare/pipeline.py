@@ -7,6 +7,16 @@ chronological splits with purge and embargo; fit the scaler on train; write
 view) and ``scaling_metadata.json`` into a temporary directory and rename it into place, so a failed
 run never leaves a directory that looks valid.
 
+Memory is bounded by one symbol's working set, not by the whole input: each symbol's features and
+labels are computed, then the sample rows' features (float32) and labels are kept (``_Spill``): in
+memory while all symbols' kept values stay under ``SPILL_IN_MEMORY_BYTES``, beyond that in ``.npy``
+files in the temporary directory (``_SPILL_DIR``), read back memory-mapped a block at a time. Only
+small per-row arrays (sample rows, unnormalised weights) stay in memory for every symbol. The scaler is
+then fitted one feature at a time from the spills, and the split files are written symbol by symbol,
+each symbol's spill files removed once its rows are written (so the spill adds at most one symbol's
+share to the output's peak disk use), the spill directory before the rename. The checked input bars
+stay in memory (about 49 bytes a bar); ``bars.parquet`` is written from them a block at a time.
+
 The temporary directory is ``<output name>.<pid>-<random>.partial`` beside the output
 (:mod:`mlfactory.atomic`), created (with the ``UNFINISHED_MARKER`` file; the split loader refuses both)
 before any computation, so an unwritable destination fails at once. A run killed by SIGKILL leaves it
@@ -21,6 +31,8 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,21 +63,94 @@ DEFAULT_MAX_DROP_SHARE = 0.01
 """Largest share of a symbol's rows (after the warm-up) that a step may drop for non-finite features or
 missing labels before prepare refuses; normal data drops none."""
 _CHUNK_ROWS = 65_536  # rows per parquet row group: bounds the memory of writing
+_BARS_GROUP_ROWS = 1024 * 1024  # rows per row group of bars.parquet (pyarrow's default for a whole table)
+_SPILL_DIR = "spill"  # inside the temporary directory: each symbol's sample rows, removed before the rename
+SPILL_IN_MEMORY_BYTES = 256 * 2**20
+"""Sample-row values (features, labels, forward returns) that prepare keeps in memory over all symbols;
+the symbols beyond it are spilled to disk in the output's temporary directory."""
 
 
 @dataclass
 class _Symbol:
-    """One symbol after features and labels: full-length arrays plus the rows that are samples."""
+    """One symbol after features and labels: its sample rows, their weights, and where their values were spilled.
+
+    The bar arrays (``times``, ``raw``) are views of the loaded bars; the features and labels of the sample
+    rows live in ``spill`` files, read back memory-mapped a block at a time (``_Spill``).
+    """
 
     name: str
     times: np.ndarray
     raw: dict[str, np.ndarray]
-    features: np.ndarray  # (n_features, n_bars) float32, NaN in warm-up
-    labels: dict[int, Labels]
     rows: np.ndarray  # bars with every feature and every label, not filled
     weights: dict[int, np.ndarray]  # per horizon, aligned with ``rows``, unnormalised
     stats: dict
+    spill: "_Spill"
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _Spill:
+    """One symbol's sample-row values: ``features`` (n_features, n_rows) float32, ``labels`` (n_horizons, n_rows)
+    int8 and ``fwd_returns`` (n_horizons, n_rows) float32, rows in ``_Symbol.rows`` order.
+
+    Held in memory (``arrays``) or in ``.npy`` files under ``directory``. A read from the files maps the
+    file and drops the map before returning, so the pages read never pile up in resident memory.
+    """
+
+    NAMES = ("features", "labels", "fwd_returns")
+
+    def __init__(self, arrays: dict[str, np.ndarray] | None, directory: Path | None) -> None:
+        self.arrays, self.directory = arrays, directory
+
+    @classmethod
+    def keep(cls, features: np.ndarray, labels: dict[int, Labels], rows: np.ndarray, directory: Path | None) -> "_Spill":
+        """The values of ``rows``: in memory when ``directory`` is None, else written there one feature (or
+        horizon) at a time, so that the features are never copied whole."""
+        label_rows = [lab.label[rows].astype(np.int8) for lab in labels.values()]
+        fwd_rows = [lab.fwd_return[rows].astype(np.float32) for lab in labels.values()]
+        if directory is None:
+            return cls({"features": features[:, rows], "labels": np.stack(label_rows), "fwd_returns": np.stack(fwd_rows)},
+                       None)
+        directory.mkdir(parents=True)
+        _write_rows(directory / "features.npy", np.float32, (features[j, rows] for j in range(len(features))),
+                    (len(features), len(rows)))
+        _write_rows(directory / "labels.npy", np.int8, label_rows, (len(labels), len(rows)))
+        _write_rows(directory / "fwd_returns.npy", np.float32, fwd_rows, (len(labels), len(rows)))
+        return cls(None, directory)
+
+    @staticmethod
+    def nbytes(n_features: int, n_horizons: int, n_rows: int) -> int:
+        """Bytes of the values of ``n_rows`` sample rows."""
+        return n_rows * (4 * n_features + 5 * n_horizons)
+
+    def read(self, name: str, first: int | slice, positions: np.ndarray) -> np.ndarray:
+        """``values[first, positions]`` of ``name`` (one of ``NAMES``), in memory."""
+        if self.arrays is not None:
+            return self.arrays[name][first, positions]
+        mapped = np.load(self.directory / f"{name}.npy", mmap_mode="r")
+        values = mapped[first, positions]
+        if np.may_share_memory(values, mapped):
+            values = np.array(values)
+        del mapped  # the last reference: unmapped now, before the next read maps more
+        return np.asarray(values)
+
+    def release(self) -> None:
+        """Free the values (memory or files) once the symbol's rows are written."""
+        self.arrays = None
+        if self.directory is not None:
+            shutil.rmtree(self.directory)
+
+
+def _write_rows(path: Path, dtype: type, rows: Iterator[np.ndarray], shape: tuple[int, int]) -> None:
+    """A C-order ``.npy`` file of ``shape`` written row by row with ordinary writes.
+
+    Ordinary writes (not a writable memory map) so that a full disk is an ``OSError`` here rather than
+    a SIGBUS later.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for row in rows:
+            handle.write(np.ascontiguousarray(row, dtype=dtype).tobytes())
 
 
 @dataclass(frozen=True)
@@ -154,7 +239,16 @@ def _prepare_into(tmp: Path, out: Path, bars, timeframes, options: _Options, ove
         frames_ns = tfs.resolve(loaded.resolution_ns, timeframes)
         names = feature_names(frames_ns)
         bar.add(2 * len(loaded.symbols) + 3)
-        symbols = [_process_symbol(loaded, i, frames_ns, options, bar) for i in range(len(loaded.symbols))]
+        symbols: list[_Symbol] = []
+        held = 0  # bytes of sample-row values kept in memory so far
+        with _writing(out):
+            for i in range(len(loaded.symbols)):
+                # in memory while the kept values stay under the budget (a symbol's bars bound its sample rows)
+                size = _Spill.nbytes(len(names), len(options.horizons), int(np.diff(loaded.bounds)[i]))
+                in_memory = held + size <= SPILL_IN_MEMORY_BYTES
+                symbols.append(_process_symbol(loaded, i, frames_ns, options, bar,
+                                               None if in_memory else tmp / _SPILL_DIR))
+                held += size if in_memory else 0
         bar.stage("split")
         cuts = cut_times(np.concatenate([s.times[s.rows] for s in symbols]), fractions=options.fractions,
                          dates=options.dates)
@@ -291,7 +385,10 @@ def _reason(err: OSError) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options, bar: "_Progress") -> _Symbol:
+def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options, bar: "_Progress",
+                    spill_dir: Path | None) -> _Symbol:
+    """Features, labels and weights of symbol ``i``; its sample rows' values are spilled under ``spill_dir``
+    (kept in memory when it is None)."""
     rows = bars.block(i)
     name = bars.symbols[i]
     times = bars.times[rows]
@@ -323,7 +420,8 @@ def _process_symbol(bars: Bars, i: int, frames_ns: list[int], options: _Options,
         "rows_dropped": dropped,
         "incomplete_bins_dropped": incomplete,
     }
-    return _Symbol(name, times, raw, features, labels, kept, weights, stats)
+    spill = _Spill.keep(features, labels, kept, spill_dir / str(i) if spill_dir is not None else None)
+    return _Symbol(name, times, raw, kept, weights, stats, spill)
 
 
 def _count_drops(name: str, times: np.ndarray, features: np.ndarray, has_features: np.ndarray,
@@ -406,10 +504,10 @@ def _split_weights(symbols: list[_Symbol], horizons: tuple[int, ...]) -> dict[st
     return out
 
 
-def _train_columns(symbols: list[_Symbol], n_features: int):
-    """Each feature's train values over all symbols, as float64 (one feature at a time)."""
+def _train_columns(symbols: list[_Symbol], n_features: int) -> Iterator[np.ndarray]:
+    """Each feature's train values over all symbols, as float64 (one feature at a time, read from the spills)."""
     for j in range(n_features):
-        yield np.concatenate([s.features[j, s.splits["train"]] for s in symbols]).astype(np.float64)
+        yield np.concatenate([s.spill.read("features", j, _positions(s, "train")) for s in symbols]).astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -421,31 +519,46 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").isoformat()
 
 
-def _write_split(path: Path, split: str, symbols: list[_Symbol], names: list[str], scaler: Scaler,
-                 weights: dict[int, list[np.ndarray]], horizons: tuple[int, ...]) -> None:
-    import pyarrow as pa
+def _write_splits(tmp: Path, symbols: list[_Symbol], names: list[str], scaler: Scaler,
+                  weights: dict[str, dict[int, list[np.ndarray]]], horizons: tuple[int, ...]) -> None:
+    """The three split files, written symbol by symbol (chunks of ``_CHUNK_ROWS`` rows, one row group each);
+    each symbol's spill is released once its rows are in every split."""
     import pyarrow.parquet as pq
 
     schema = split_schema(names, horizons)
     # Dictionary encoding only pays for the symbol; on float features it is slow (7x) and no smaller.
-    with pq.ParquetWriter(path, schema, use_dictionary=["symbol"]) as writer:
+    writers = {}
+    try:
+        for split in SPLITS:
+            writers[split] = pq.ParquetWriter(tmp / split_file(split), schema, use_dictionary=["symbol"])
         for k, s in enumerate(symbols):
-            rows = s.splits[split]
-            for lo in range(0, len(rows), _CHUNK_ROWS):
-                chunk = rows[lo : lo + _CHUNK_ROWS]
-                sl = slice(lo, lo + len(chunk))
-                columns = [pa.array(s.times[chunk], pa.timestamp("ns", tz="UTC")),
-                           pa.array([s.name], pa.string()).take(np.zeros(len(chunk), dtype=np.int64))]
-                scaled = scaler.transform(s.features[:, chunk].T)  # (rows, features) float32
-                columns += [pa.array(scaled[:, j]) for j in range(len(names))]
-                del scaled
-                for h in horizons:
-                    lab = s.labels[h]
-                    columns += [pa.array(lab.label[chunk].astype(np.int8)),
-                                pa.array(weights[h][k][sl].astype(np.float32)),
-                                pa.array(lab.fwd_return[chunk].astype(np.float32))]
-                columns += [pa.array(s.raw[c][chunk]) for c in RAW_BAR_COLUMNS]
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            for split in SPLITS:
+                _write_symbol(writers[split], schema, s, split, scaler, [weights[split][h][k] for h in horizons])
+            s.spill.release()
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _write_symbol(writer, schema, s: _Symbol, split: str, scaler: Scaler, weights: list[np.ndarray]) -> None:
+    """One symbol's rows of ``split``: times, symbol, scaled features, per horizon label/weight/return, raw bars."""
+    import pyarrow as pa
+
+    rows, positions = s.splits[split], _positions(s, split)
+    for lo in range(0, len(rows), _CHUNK_ROWS):
+        chunk = rows[lo : lo + _CHUNK_ROWS]
+        at = positions[lo : lo + _CHUNK_ROWS]  # the same rows in the spill
+        columns = [pa.array(s.times[chunk], pa.timestamp("ns", tz="UTC")),
+                   pa.array([s.name], pa.string()).take(np.zeros(len(chunk), dtype=np.int64))]
+        scaled = scaler.transform(s.spill.read("features", slice(None), at).T)  # (rows, features) float32
+        columns += [pa.array(scaled[:, j]) for j in range(scaled.shape[1])]
+        del scaled
+        labels, fwd = s.spill.read("labels", slice(None), at), s.spill.read("fwd_returns", slice(None), at)
+        for m, weight in enumerate(weights):
+            columns += [pa.array(labels[m]), pa.array(weight[lo : lo + len(chunk)].astype(np.float32)),
+                        pa.array(fwd[m])]
+        columns += [pa.array(s.raw[c][chunk]) for c in RAW_BAR_COLUMNS]
+        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
 def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols: list[_Symbol], names: list[str],
@@ -455,16 +568,45 @@ def _write_atomically(tmp: Path, out: Path, overwrite: bool, bars: Bars, symbols
     A previous output at ``out`` is replaced by :func:`mlfactory.atomic.replace_dir`: renamed aside,
     put back if the new one cannot take its place, removed once it has.
     """
-    try:
+    with _writing(out):
         bar.stage("write splits")
-        for split in SPLITS:
-            _write_split(tmp / split_file(split), split, symbols, names, scaler, weights[split], horizons)
-        bars.to_frame().to_parquet(tmp / BARS_FILE, index=False)
+        _write_splits(tmp, symbols, names, scaler, weights, horizons)
+        shutil.rmtree(tmp / _SPILL_DIR, ignore_errors=True)
+        _write_bars(tmp / BARS_FILE, bars)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if out.is_dir() and any(out.iterdir()) and not overwrite:  # appeared while we worked
             raise OutputExistsError(f"output directory {out} appeared while preparing; pass {{option}} to replace it")
         (tmp / UNFINISHED_MARKER).unlink()
         replace_dir(tmp, out)
+
+
+def _write_bars(path: Path, bars: Bars) -> None:
+    """``bars.parquet``: the checked bars, converted and written a row group at a time.
+
+    The same file ``bars.to_frame().to_parquet(path, index=False)`` writes (schema with its pandas
+    metadata, row groups of pyarrow's default size), without a whole-input DataFrame and Arrow table.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for lo in range(0, len(bars), _BARS_GROUP_ROWS):
+            table = pa.Table.from_pandas(bars.to_frame(slice(lo, lo + _BARS_GROUP_ROWS)), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+            writer.write_table(table)
+            del table
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing into the temporary directory into one PrepareError line."""
+    try:
+        yield
     except OSError as err:
         full = err.errno == errno.ENOSPC or "No space left" in str(err)
         full = " The file system is full: free space or choose another output." if full else ""
