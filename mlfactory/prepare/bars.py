@@ -385,7 +385,7 @@ def _canonical(frame: pd.DataFrame, default_symbol: str, origin: tuple[str, str]
         out[column] = _numeric(frame[names[column]], column, origin)
     out["_source"] = np.full(len(frame), source, dtype=np.int32)
     out["_row"] = np.arange(len(frame), dtype=np.int64)
-    return pd.DataFrame(out), symbol_names
+    return pd.DataFrame(out, copy=False), symbol_names  # the arrays are new: no second copy
 
 
 def _where(origin: tuple[str, str], row: int) -> str:
@@ -522,9 +522,11 @@ def _repair(raw: pd.DataFrame, origins: list[tuple[str, str]], fill_gaps: int, i
     out_of_order = int(np.count_nonzero(same & (times[grouped][1:] < times[grouped][:-1])))
     order = np.lexsort((times, codes))  # stable: by symbol (first appearance), then time
     attrs = raw.attrs
-    raw = raw.iloc[order].reset_index(drop=True)
-    raw.attrs = attrs
-    codes, times = codes[order], times[order]
+    if (order[1:] < order[:-1]).any():  # sorted input (the usual case) is not copied: peak memory
+        raw = raw.iloc[order].reset_index(drop=True)
+        raw.attrs = attrs
+        codes, times = codes[order], times[order]
+    del order
 
     dup = np.zeros(len(raw), dtype=bool)
     dup[1:] = (codes[1:] == codes[:-1]) & (times[1:] == times[:-1])
@@ -706,30 +708,34 @@ def _check_plausible(raw: pd.DataFrame, origins: list[tuple[str, str]], bounds: 
 
     ``raw`` is sorted by symbol and time; ``bounds`` delimits the symbols.
     """
-    prices = np.stack([raw[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS[:4]])  # (4, n)
-    logs = np.log10(prices)
-    previous = np.full(prices.shape[1], np.nan)
-    previous[1:] = logs[3, :-1]
+    # one price column at a time (not a (4, n) stack of logs): checking a large input costs little memory
+    columns = [raw[c].to_numpy(dtype=np.float64) for c in BAR_COLUMNS[:4]]
+    previous = np.full(len(raw), np.nan)
+    previous[1:] = np.log10(columns[3][:-1])
     previous[bounds[:-1]] = np.nan  # the first bar of a symbol has no previous close
+    jump = np.zeros(len(raw))
     with np.errstate(invalid="ignore"):
-        jump = np.nanmax(np.abs(logs - previous), axis=0, initial=0.0)
+        for values in columns:
+            np.fmax(jump, np.abs(np.log10(values) - previous), out=jump)  # fmax skips the NaN of first bars
+    del previous
     jumps = np.flatnonzero(jump >= np.log10(MAX_PRICE_JUMP))
     if jumps.size:
         row = int(jumps[0])
         start = int(bounds[np.searchsorted(bounds, row, side="right") - 1])
-        median = float(np.median(logs[3, start : int(bounds[np.searchsorted(bounds, row, side="right")])]))
+        close = columns[3]
+        median = float(np.median(np.log10(close[start : int(bounds[np.searchsorted(bounds, row, side="right")])])))
         # the bad bar is the one of the pair whose price lies farther from the symbol's median close
-        here = np.abs(logs[:, row] - median)
-        if abs(logs[3, row - 1] - median) > here.max():
+        here = np.abs(np.log10([values[row] for values in columns]) - median)
+        if abs(np.log10(close[row - 1]) - median) > here.max():
             row, column = row - 1, "close"
         else:
             column = BAR_COLUMNS[int(np.argmax(here))]
-        value = float(prices[BAR_COLUMNS.index(column), row])
+        value = float(columns[BAR_COLUMNS.index(column)][row])
         neighbours = []
         if row > start:
-            neighbours.append(f"previous close {prices[3, row - 1]:g}")
+            neighbours.append(f"previous close {close[row - 1]:g}")
         if row + 1 < len(raw) and row + 1 not in bounds:
-            neighbours.append(f"next close {prices[3, row + 1]:g}")
+            neighbours.append(f"next close {close[row + 1]:g}")
         orders = abs(np.log10(value) - median)
         raise PrepareError(
             f"{_describe(raw, origins, row)} has an implausible {column} {value:g}: {orders:.0f} orders of magnitude "
