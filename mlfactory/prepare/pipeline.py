@@ -86,45 +86,55 @@ class _Symbol:
     stats: dict
     spill: "_Spill"
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+    positions: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows as positions in ``rows``
 
 
 class _Spill:
     """One symbol's sample-row values: ``features`` (n_features, n_rows) float32, ``labels`` (n_horizons, n_rows)
     int8 and ``fwd_returns`` (n_horizons, n_rows) float32, rows in ``_Symbol.rows`` order.
 
-    Held in memory (``arrays``) or in ``.npy`` files under ``directory``. A read from the files maps the
+    Held in memory (``arrays``; the features there are those of every bar, as computed) or in ``.npy``
+    files under ``directory``. A read from the files maps the
     file and drops the map before returning, so the pages read never pile up in resident memory.
     """
 
     NAMES = ("features", "labels", "fwd_returns")
 
-    def __init__(self, arrays: dict[str, np.ndarray] | None, directory: Path | None) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray] | None, directory: Path | None, rows: slice | np.ndarray | None
+                 ) -> None:
         self.arrays, self.directory = arrays, directory
+        self._rows = rows  # in memory: where the sample rows lie among the features of every bar
 
     @classmethod
     def keep(cls, features: np.ndarray, labels: dict[int, Labels], rows: np.ndarray, directory: Path | None) -> "_Spill":
         """The values of ``rows``: in memory when ``directory`` is None, else written there one feature (or
         horizon) at a time, so that the features are never copied whole."""
+        n_rows = len(rows)
+        if rows[-1] - rows[0] + 1 == n_rows:  # one run of bars (the usual case): slices, not gathers
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
         label_rows = [lab.label[rows].astype(np.int8) for lab in labels.values()]
         fwd_rows = [lab.fwd_return[rows].astype(np.float32) for lab in labels.values()]
-        if directory is None:
-            return cls({"features": features[:, rows], "labels": np.stack(label_rows), "fwd_returns": np.stack(fwd_rows)},
-                       None)
+        if directory is None:  # the features of every bar, not a copy of the sample rows': no second copy
+            return cls({"features": features, "labels": np.stack(label_rows), "fwd_returns": np.stack(fwd_rows)},
+                       None, rows)
         directory.mkdir(parents=True)
         _write_rows(directory / "features.npy", np.float32, (features[j, rows] for j in range(len(features))),
-                    (len(features), len(rows)))
-        _write_rows(directory / "labels.npy", np.int8, label_rows, (len(labels), len(rows)))
-        _write_rows(directory / "fwd_returns.npy", np.float32, fwd_rows, (len(labels), len(rows)))
-        return cls(None, directory)
+                    (len(features), n_rows))
+        _write_rows(directory / "labels.npy", np.int8, label_rows, (len(labels), n_rows))
+        _write_rows(directory / "fwd_returns.npy", np.float32, fwd_rows, (len(labels), n_rows))
+        return cls(None, directory, None)
 
     @staticmethod
     def nbytes(n_features: int, n_horizons: int, n_rows: int) -> int:
-        """Bytes of the values of ``n_rows`` sample rows."""
+        """Bytes a symbol of ``n_rows`` bars holds in memory (its sample rows are at most that many)."""
         return n_rows * (4 * n_features + 5 * n_horizons)
 
     def read(self, name: str, first: int | slice, positions: np.ndarray) -> np.ndarray:
         """``values[first, positions]`` of ``name`` (one of ``NAMES``), in memory."""
         if self.arrays is not None:
+            if name == "features":
+                rows = self._rows
+                positions = rows.start + positions if isinstance(rows, slice) else rows[positions]
             return self.arrays[name][first, positions]
         mapped = np.load(self.directory / f"{name}.npy", mmap_mode="r")
         values = mapped[first, positions]
@@ -150,7 +160,7 @@ def _write_rows(path: Path, dtype: type, rows: Iterator[np.ndarray], shape: tupl
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
         for row in rows:
-            handle.write(np.ascontiguousarray(row, dtype=dtype).tobytes())
+            handle.write(memoryview(np.ascontiguousarray(row, dtype=dtype)).cast("B"))
 
 
 @dataclass(frozen=True)
@@ -255,6 +265,7 @@ def _prepare_into(tmp: Path, out: Path, bars, timeframes, options: _Options, ove
         purge = max(options.horizons)
         for s in symbols:
             s.splits = split_rows(s.times, s.rows, cuts=cuts, purge_bars=purge, embargo=options.embargo)
+            s.positions = {split: np.searchsorted(s.rows, rows) for split, rows in s.splits.items()}
         _check_splits(symbols, cuts)
         weights = _split_weights(symbols, options.horizons)
         bar.stage("fit scaler")
@@ -489,7 +500,8 @@ def _check_splits(symbols: list[_Symbol], cuts: Cuts) -> None:
 
 
 def _positions(s: _Symbol, split: str) -> np.ndarray:
-    return np.searchsorted(s.rows, s.splits[split])
+    """The rows of ``split`` as positions in ``s.rows`` (and in its spill)."""
+    return s.positions[split]
 
 
 def _split_weights(symbols: list[_Symbol], horizons: tuple[int, ...]) -> dict[str, dict[int, list[np.ndarray]]]:
