@@ -160,14 +160,32 @@ def test_inceptiontime_skips_the_bottleneck_of_a_single_channel():
     assert isinstance(net.inception[1].bottleneck, torch.nn.Conv1d)
 
 
-def test_resnet1d_defaults_are_the_papers_network():
-    net = ResNet1DModel(n_features=3).net
-    widths = [block.body[-1][1].num_features for block in net.blocks]
-    convs = [[m[0][1] for m in block.body if isinstance(m, torch.nn.Sequential)] for block in net.blocks]
-    kernels = [[conv.kernel_size[0] for conv in block] for block in convs]
-    assert widths == [64, 128, 128] and kernels == [[8, 5, 3]] * 3
-    assert isinstance(net.blocks[2].shortcut, torch.nn.BatchNorm1d)  # same width: no projection
-    assert net.eval()(torch.randn(2, 30, 3)).shape == (2, 3)
+def resnet_layout(model: ResNet1DModel) -> tuple[list[int], list[list[int]]]:
+    """The channels of each residual block and the kernel lengths of its three convolutions."""
+    widths = [block.body[-1][1].num_features for block in model.net.blocks]
+    convs = [[m[0][1] for m in block.body if isinstance(m, torch.nn.Sequential)] for block in model.net.blocks]
+    return widths, [[conv.kernel_size[0] for conv in block] for block in convs]
+
+
+def test_resnet1d_defaults_are_the_papers_layout_at_half_width_and_its_network_is_reachable():
+    model = ResNet1DModel(n_features=3)
+    assert resnet_layout(model) == ([32, 64, 64], [[8, 5, 3]] * 3)
+    assert isinstance(model.net.blocks[2].shortcut, torch.nn.BatchNorm1d)  # same width: no projection
+    assert model.net.eval()(torch.randn(2, 30, 3)).shape == (2, 3)
+    assert resnet_layout(ResNet1DModel(n_filters=64, n_features=3)) == ([64, 128, 128], [[8, 5, 3]] * 3)
+
+
+def test_a_resnet1d_folder_saved_at_the_papers_width_loads_as_the_model_it_was(tmp_path):
+    """A bundle or an ensemble member written when the default was 64 filters: rebuilt from today's
+    defaults (32), then its folder, it must come back at 64, with the same predictions."""
+    torch.manual_seed(0)
+    model = ResNet1DModel(n_filters=64, n_features=3).eval()
+    model.export_native(tmp_path)
+    restored = create_model("resnet1d", n_features=3).load_native(tmp_path)
+    assert restored.hparams.n_filters == 64 and resnet_layout(restored)[0] == [64, 128, 128]
+    x = torch.randn(4, 12, 3)
+    with torch.inference_mode():
+        torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
 
 
 # --- patchtst ------------------------------------------------------------------------------------
