@@ -176,7 +176,8 @@ def _lag_within_blocks(values: np.ndarray, lag: int, starts: np.ndarray) -> np.n
     return out
 
 
-def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str | None = None) -> Path:
+def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str | None = None,
+                    source: Path | None = None) -> Path:
     """A split directory whose splits are the benchmark's splits tiled to ``rows[split]`` rows each (built on first use).
 
     Args:
@@ -184,8 +185,9 @@ def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str
             split needs at least one row.
         root: the parent folder (default ``cache_root()``).
         name: the folder's name (default ``tiled-<train>-<val>-<test>-v3t1``).
+        source: the split directory to tile (default ``bench_split_dir()``, 50,000 rows per split).
 
-    Copy ``i`` of a split (50,000 rows; the last copy cut short) has symbols ``<symbol>-t<i:03d>`` and
+    Copy ``i`` of a split (the source split; the last copy cut short) has symbols ``<symbol>-t<i:03d>`` and
     the source's timestamps, so no window crosses copies and the splits stay chronological. The rows
     are repeats: models' scores on it mean nothing, it is for measuring memory and time. Written one
     tile at a time into a temporary sibling that is renamed when complete; ``tiles.json`` holds the
@@ -203,13 +205,13 @@ def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str
     target = root / (name or f"tiled-{counts['train']}-{counts['val']}-{counts['test']}-{VERSION}{TILED_VERSION}")
     if (target / TILES_FILE).is_file():
         return target
-    source = bench_split_dir()
+    source = bench_split_dir() if source is None else Path(source)
     _check_disk(source, counts, root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        info = {"source": str(source), "rows": counts, "tile_rows": ROWS, "features": None, "feature_bytes": {}}
+        info = {"source": str(source), "rows": counts, "features": None, "feature_bytes": {}}
         for split in SPLITS:
             features = _write_tiles(source / f"{split}_scaled.parquet", tmp / f"{split}_scaled.parquet", counts[split])
             info["features"] = features
@@ -250,7 +252,12 @@ def _write_tiles(source: Path, out: Path, rows: int) -> list[str]:
 
 
 def _check_disk(source: Path, counts: Mapping[str, int], root: Path) -> None:
-    need = sum(math.ceil(counts[s] / ROWS) * (source / f"{s}_scaled.parquet").stat().st_size for s in SPLITS)
+    import pyarrow.parquet as pq
+
+    need = 0
+    for split in SPLITS:
+        path = source / f"{split}_scaled.parquet"
+        need += math.ceil(counts[split] / max(1, pq.ParquetFile(path).metadata.num_rows)) * path.stat().st_size
     probe = root if root.exists() else next(p for p in root.parents if p.exists())
     free = shutil.disk_usage(probe).free
     if free < need + _DISK_MARGIN:
