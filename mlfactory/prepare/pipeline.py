@@ -31,8 +31,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +75,7 @@ class _Symbol:
     """One symbol after features and labels: its sample rows, their weights, and where their values were spilled.
 
     The bar arrays (``times``, ``raw``) are views of the loaded bars; the features and labels of the sample
-    rows live in ``spill`` files, read back memory-mapped a block at a time (``_Spill``).
+    rows are in ``spill``, in memory or in files read back memory-mapped a block at a time.
     """
 
     name: str
@@ -95,8 +94,8 @@ class _Spill:
     int8 and ``fwd_returns`` (n_horizons, n_rows) float32, rows in ``_Symbol.rows`` order.
 
     Held in memory (``arrays``; the features there are those of every bar, as computed) or in ``.npy``
-    files under ``directory``. A read from the files maps the
-    file and drops the map before returning, so the pages read never pile up in resident memory.
+    files under ``directory``. A read from the files maps the file and drops the map before returning,
+    so the pages read never pile up in resident memory.
     """
 
     NAMES = ("features", "labels", "fwd_returns")
