@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from mlfactory.errors import ModelError
 from mlfactory.models.boosting import SAMPLING_PARAM_RANGES
 from mlfactory.models.boosting.base import BoosterModule
-from mlfactory.models.estimator import Arrays, RoundHistory
+from mlfactory.models.estimator import Arrays, RoundHistory, SplitRows, as_split_rows, split_rows
 from mlfactory.registry import register
 
 
@@ -29,6 +30,12 @@ class XGBoostModel(BoosterModule):
     sample weights, watching train and validation log loss (``mlogloss``) each round; rounds go to
     TensorBoard as steps (``rounds/train_log_loss``, ``rounds/val_log_loss``). Predictions use the best
     round. The booster is kept as UBJSON, XGBoost's own binary format; it holds every trained round.
+
+    Memory: the training split goes into a ``QuantileDMatrix`` (the binned features only; the raw
+    features are not copied), straight from the container's array; with a row subset (cross-validation
+    folds, tuning trials) from an ``xgboost.DataIter`` over row batches, so the subset's features are
+    never gathered whole. The validation matrix takes its bins from the training one (``ref``) and the
+    training curve reuses the training matrix (docs/performance.md, "Boosting on large splits").
 
     Args:
         max_depth: maximum tree depth.
@@ -64,12 +71,19 @@ class XGBoostModel(BoosterModule):
     def build_estimator(self) -> Any:
         params = self.hyperparameters()
         params["n_jobs"] = self.thread_count(params["n_jobs"])
-        return _xgboost().XGBClassifier(
+        return _classifier_class()(
             **params, objective="multi:softprob", eval_metric="mlogloss", tree_method="hist"
         )
 
-    def fit_estimator(self, estimator: Any, train: Arrays, val: Arrays) -> RoundHistory:
-        (X, y, w), (X_val, y_val, w_val) = train, val
+    def split_input(self, datamodule: Any, split: str) -> SplitRows:
+        """The split's container array and rows in use: a subset is fed in row batches, never copied whole."""
+        return split_rows(datamodule, split)
+
+    def fit_estimator(self, estimator: Any, train: SplitRows | Arrays, val: SplitRows | Arrays) -> RoundHistory:
+        # the array itself, or (with a row subset) the rows, which the classifier builds its matrix from in batches
+        train, val = as_split_rows(train), as_split_rows(val)
+        X, y, w = train.X if train.rows is None else train, train.y_used, train.w_used
+        X_val, y_val, w_val = val.X if val.rows is None else val, val.y_used, val.w_used
         if self._progress is not None:  # xgboost takes callbacks as a parameter, not in fit
             estimator.set_params(callbacks=[_round_callback(self)])
         try:
@@ -105,6 +119,44 @@ class XGBoostModel(BoosterModule):
         estimator = _xgboost().XGBClassifier()
         estimator.load_model(bytearray(data))
         return estimator
+
+
+@functools.cache
+def _classifier_class() -> type:
+    """``XGBClassifier`` that also takes :class:`SplitRows` as data: its ``QuantileDMatrix`` is then built
+    from row batches (``xgboost.DataIter``), with the same bins as from the gathered array."""
+    xgboost = _xgboost()
+
+    class RowBatches(xgboost.DataIter):
+        """The rows in use of one split, :data:`~mlfactory.models.estimator.BATCH_ROWS` at a time."""
+
+        def __init__(self, rows: SplitRows) -> None:
+            self.rows, self.y, self.w = rows, rows.y_used, rows.w_used
+            self.pieces = list(rows.batches())
+            self.index = 0
+            super().__init__(release_data=True)
+
+        def next(self, input_data: Any) -> bool:
+            if self.index >= len(self.pieces):
+                return False
+            start, stop = self.pieces[self.index]
+            input_data(data=self.rows.features(start, stop), label=self.y[start:stop], weight=self.w[start:stop])
+            self.index += 1
+            return True
+
+        def reset(self) -> None:
+            self.index = 0
+
+    class XGBRowsClassifier(xgboost.XGBClassifier):
+        def _create_dmatrix(self, ref: Any, **kwargs: Any) -> Any:
+            data = kwargs.get("data")
+            if not isinstance(data, SplitRows):
+                return super()._create_dmatrix(ref, **kwargs)
+            # labels and weights travel in the batches, with the features of the same rows
+            return xgboost.QuantileDMatrix(RowBatches(data), ref=ref, missing=kwargs.get("missing"),
+                                           nthread=self.n_jobs, max_bin=self.max_bin)
+
+    return XGBRowsClassifier
 
 
 def _round_callback(module: XGBoostModel) -> Any:
