@@ -89,9 +89,10 @@ def as_split_rows(data: SplitRows | Arrays) -> SplitRows:
 def split_rows(datamodule: Any, split: str) -> SplitRows:
     """The rows of ``split`` that ``datamodule`` serves to estimators, without copying its features.
 
-    A ``FactoryDataModule`` gives its container's arrays and the rows in use (``row_subset``); a data
-    module that serves its own arrays (an override of ``arrays``, e.g. pre-windowed ``ArrayDataModule``)
-    gives those, every row in use.
+    A ``FactoryDataModule`` gives its container's arrays and the rows in use (``row_subset``); rows
+    that are one consecutive block (every row, a walk-forward fold) become views of that block, with
+    no row subset left. A data module that serves its own arrays (an override of ``arrays``, e.g.
+    pre-windowed ``ArrayDataModule``) gives those, every row in use.
     """
     from mlfactory.data.datamodule import FactoryDataModule
 
@@ -99,9 +100,15 @@ def split_rows(datamodule: Any, split: str) -> SplitRows:
         return SplitRows(*datamodule.arrays(split))  # (no container yet: arrays raises the data module's error)
     X, y, w = datamodule.container.get_sklearn_arrays(split)
     rows = datamodule.row_subset.get(split)
-    if rows is not None and len(rows) == len(X) and np.array_equal(rows, np.arange(len(X))):
-        rows = None  # every row: read the array itself
+    if rows is not None and _consecutive(rows):  # every row, or one block of them (walk-forward folds): views
+        start, stop = int(rows[0]), int(rows[-1]) + 1
+        return SplitRows(X[start:stop], y[start:stop], w[start:stop])
     return SplitRows(X, y, w, rows)
+
+
+def _consecutive(rows: np.ndarray) -> bool:
+    """Whether ``rows`` are ``a, a+1, ..., b`` (at least one row)."""
+    return len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows) and bool((np.diff(rows) == 1).all())
 
 
 def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
@@ -318,10 +325,10 @@ class EstimatorModule(FitOnceModule):
         self.log_train_metrics(self.batched_proba(rows), rows.y_used, rows.w_used)
 
     def split_input(self, datamodule: Any, split: str) -> Any:
-        """What :meth:`fit_estimator` gets of ``split``: ``(X, y, w)`` arrays (``datamodule.arrays``,
-        gathered when a row subset is in use). Estimators that read a split in batches return
-        :func:`split_rows` instead, so that a subset's features are never copied whole."""
-        return datamodule.arrays(split)
+        """What :meth:`fit_estimator` gets of ``split``: ``(X, y, w)`` arrays, views of the container's
+        when the rows in use are one consecutive block, else gathered. Estimators that read a split in
+        batches return :func:`split_rows` instead, so that a subset's features are never copied whole."""
+        return split_rows(datamodule, split).arrays()
 
     def batched_proba(self, rows: SplitRows, batch_rows: int | None = None) -> np.ndarray:
         """(n, 3) probabilities of the rows in use, predicted ``batch_rows`` at a time: a library's

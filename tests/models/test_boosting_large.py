@@ -58,6 +58,7 @@ def test_xgboost_row_batches_match_the_library_on_gathered_arrays(data, subset, 
     model = _fit(create_model("xgboost", **PARAMS), dm)
     reference = _direct_xgboost(dm)
     X_test = data.container.split("test").features
+    # measured: equal (max difference 0.0 for two subsets); the tolerance allows the sketch's float order
     np.testing.assert_allclose(model.predict_proba_array(X_test), reference.predict_proba(X_test), rtol=0, atol=1e-6)
     assert model.fit_summary_["best_iteration"] == reference.best_iteration
     assert model.history_["val"]["mlogloss"] == pytest.approx(reference.evals_result()["validation_1"]["mlogloss"])
@@ -96,3 +97,27 @@ def test_train_metrics_predicted_in_batches_equal_one_call(data):
     rows = split_rows(data, "train")
     np.testing.assert_array_equal(model.batched_proba(rows, batch_rows=333),
                                   model.estimator_proba(data.container.split("train").features))
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost", "catboost"])
+def test_a_block_of_rows_reaches_the_library_as_a_view(data, name):
+    # a walk-forward fold trains on one block of rows: the library reads the container's array, no copy
+    X = data.container.split("train").features
+    dm = data.restricted(train=np.arange(100, len(X) - 50), learn_statistics=False)
+    model = create_model(name, **PARAMS)
+    train = model.split_input(dm, "train")
+    X_fit = train.X if hasattr(train, "X") else train[0]
+    assert len(X_fit) == len(X) - 150 and np.shares_memory(X_fit, X)
+    np.testing.assert_array_equal(X_fit, dm.arrays("train")[0])
+
+
+def test_lightgbm_on_a_block_of_rows_equals_the_gathered_fit(data):
+    n = len(data.container.split("train"))
+    dm = data.restricted(train=np.arange(0, n - 200))
+    model = _fit(create_model("lightgbm", **PARAMS), dm)
+    direct = create_model("lightgbm", **PARAMS)
+    estimator = direct.build_estimator()
+    direct.history_ = direct.fit_estimator(estimator, dm.arrays("train"), dm.arrays("val"))
+    direct.estimator_ = estimator
+    X_test = data.container.split("test").features
+    np.testing.assert_array_equal(model.predict_proba_array(X_test), direct.predict_proba_array(X_test))
