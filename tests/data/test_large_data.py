@@ -92,3 +92,30 @@ def test_under_ddp_lightning_gives_each_rank_a_disjoint_shuffled_shard(sequence_
     assert len(np.intersect1d(shards[0], shards[1])) <= 1  # DistributedSampler pads an odd count with one repeat
     np.testing.assert_array_equal(np.union1d(shards[0], shards[1]), np.arange(n))
     assert not np.array_equal(shards[0], np.sort(shards[0]))
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_many_row_groups_read_in_column_blocks_give_the_same_arrays(sample_dir, tmp_path, interleave, monkeypatch):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlfactory.data import container as reader
+    from mlfactory.data.container import SPLITS, TimeSeriesDataContainer, split_file
+
+    for split in SPLITS:
+        frame = pd.read_parquet(sample_dir / split_file(split))
+        if interleave:
+            frame = frame.sort_values(["datetime", "symbol"], kind="stable")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / split_file(split),
+                       row_group_size=997)  # uneven groups, the last one short
+    monkeypatch.setattr(reader, "READ_BLOCK_BYTES", 997 * 4 * 3)  # three columns per read
+    expected = TimeSeriesDataContainer.from_parquet_dir(sample_dir, horizon=5)
+    found = TimeSeriesDataContainer.from_parquet_dir(tmp_path, horizon=5)
+    assert pq.ParquetFile(tmp_path / split_file("train")).metadata.num_row_groups > 3
+    for split in SPLITS:
+        a, b = expected.split(split), found.split(split)
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.timestamps, b.timestamps)
+        assert a.features.flags.c_contiguous and b.features.flags.c_contiguous
