@@ -210,7 +210,7 @@ READ_BATCH_ROWS = 65_536
 
 # decoded bytes per read at most (one row group, as many feature columns as fit), and at most this
 # fraction of the split's array; pyarrow's threads decode the block's columns
-READ_BLOCK_BYTES = 16 * 2**20
+READ_BLOCK_BYTES = 4 * 2**20
 READ_BLOCK_FRACTION = 1 / 32
 
 
