@@ -6,8 +6,8 @@ features; ~11 GB of parquet on disk, built once under the benchmark cache). Ever
 a series of its own (``<symbol>-t<i>``), so windows never cross copies. The rows repeat: the models'
 scores on it mean nothing; this measures memory and time.
 
-The measurements, one after another, each in a fresh process under ``RLIMIT_AS`` (``--mem-gib``) and a
-timeout (``--timeout``), niced; with ``--lock FILE`` each one takes that ``flock`` first and drops it
+The measurements, one after another, each in a fresh process under ``RLIMIT_AS`` (``--mem-gib``), a
+resident-memory guard (``--rss-gib``: killed past it) and a timeout (``--timeout``), niced; with ``--lock FILE`` each one takes that ``flock`` first and drops it
 when its process ends (so others' big jobs can run between them; waiting for it is not timed):
 
 - ``read``: ``pyarrow.parquet.read_table`` of train, val and test in turn (threads on, as users call
@@ -147,12 +147,22 @@ def _locked(lock: Path | None) -> Iterator[float]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_capped(command: list[str], cwd: Path, timeout: float, mem_gib: float, stop_at: str | None = None) -> dict:
+def _rss_bytes(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_capped(command: list[str], cwd: Path, timeout: float, mem_gib: float, stop_at: str | None = None,
+               rss_gib: float | None = None) -> dict:
     """``command`` in its own session under RLIMIT_AS and nice 10, killed after ``timeout``; exit, seconds, rusage.
 
     stdout and stderr go to ``cwd/stdout.txt`` and ``cwd/stderr.txt``. ``ru_maxrss`` from ``wait4``
     covers the process and every descendant it waited for. With ``stop_at``, the process is also
-    killed once that text appears in its stdout (checked every second); ``stopped`` then says so.
+    killed once that text appears in its stdout (checked every second); ``stopped`` then says so. With
+    ``rss_gib``, it is killed once its resident memory passes that (checked every 0.2 s; ``over_rss``).
     """
     limit = int(mem_gib * GIB)
 
@@ -173,18 +183,24 @@ def run_capped(command: list[str], cwd: Path, timeout: float, mem_gib: float, st
 
         timer = threading.Timer(timeout, kill)
         timer.start()
-        stopped, finished = threading.Event(), threading.Event()
+        stopped, over_rss, finished = threading.Event(), threading.Event(), threading.Event()
 
         def watch() -> None:
-            while not finished.wait(1.0):
-                if stop_at in (cwd / "stdout.txt").read_text(errors="replace"):
+            ticks = 0
+            while not finished.wait(0.2):
+                ticks += 1
+                if rss_gib and _rss_bytes(process.pid) > rss_gib * GIB:
+                    over_rss.set()
+                elif stop_at and ticks % 5 == 0 and stop_at in (cwd / "stdout.txt").read_text(errors="replace"):
                     stopped.set()
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    return
+                else:
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
 
         watcher = threading.Thread(target=watch, daemon=True)
-        if stop_at:
+        if stop_at or rss_gib:
             watcher.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
@@ -193,14 +209,16 @@ def run_capped(command: list[str], cwd: Path, timeout: float, mem_gib: float, st
             finished.set()
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
     rc = 0 if stopped.is_set() else None if killed.is_set() else process.returncode
-    return {"rc": rc, "stopped": stopped.is_set(), "wall_s": time.perf_counter() - start,
+    return {"rc": rc, "stopped": stopped.is_set(), "over_rss": over_rss.is_set(), "wall_s": time.perf_counter() - start,
             "cpu_s": usage.ru_utime + usage.ru_stime, "peak_bytes": usage.ru_maxrss * 1024,
             "load_before": load_before, "load_after": os.getloadavg()[0],
             "stdout": (cwd / "stdout.txt").read_text(errors="replace"),
             "stderr": (cwd / "stderr.txt").read_text(errors="replace")}
 
 
-def _failure(done: dict, timeout: float, mem_gib: float) -> str:
+def _failure(done: dict, timeout: float, mem_gib: float, rss_gib: float | None) -> str:
+    if done["over_rss"]:
+        return f"stopped: resident memory passed {rss_gib:g} GiB"
     if done["rc"] is None:
         return f"timed out after {timeout:.0f} s"
     text = done["stderr"].lower()
@@ -234,13 +252,13 @@ def measure(name: str, data_dir: Path, args: argparse.Namespace, batches: int | 
             command = _fit_command(name, data_dir, args, batches)
         stop_at = LSTM_EPOCH_END if name == "lstm" and args.lstm_stop_at_epoch_end else None
         with _locked(args.lock) as waited:
-            done = run_capped(command, Path(scratch), args.timeout, args.mem_gib, stop_at)
+            done = run_capped(command, Path(scratch), args.timeout, args.mem_gib, stop_at, args.rss_gib)
         result = {"measurement": name, "command": " ".join(command), "lock_wait_s": waited,
                   **{k: v for k, v in done.items() if k not in ("stdout", "stderr", "rc")}}
         if batches is not None:
             result["batches"] = batches
         if done["rc"] != 0:
-            result["status"] = _failure(done, args.timeout, args.mem_gib)
+            result["status"] = _failure(done, args.timeout, args.mem_gib, args.rss_gib)
             result["error_tail"] = done["stderr"].strip().splitlines()[-8:]
             return result
         result["status"] = "ok"
@@ -417,6 +435,9 @@ def main() -> None:
                         "prediction of the whole val and test splits)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     parser.add_argument("--mem-gib", type=float, default=18.0, help="RLIMIT_AS of each measurement's process, GiB")
+    parser.add_argument("--rss-gib", type=float, default=16.0,
+                        help="kill a measurement whose resident memory passes this, GiB (RLIMIT_AS counts "
+                        "address space, which allocators reserve well beyond what they touch)")
     parser.add_argument("--lock", type=Path, help="flock this file around each measurement (e.g. /tmp/lead/bigmem.lock)")
     parser.add_argument("--data", type=Path, help="an existing split directory instead of the tiled one")
     parser.add_argument("--out", type=Path, default=Path("/tmp/mlfactory-rows-10m.json"))
