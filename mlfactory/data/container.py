@@ -278,13 +278,14 @@ def _read_features(source: _SplitFile, feature_names: list[str], order: np.ndarr
                 if block.num_rows != rows or start + rows > n:
                     raise DataError(f"{source.path}: row group {group} holds {block.num_rows} rows where its "
                                     f"metadata says {rows} ('datetime' has {n} in all); rewrite the file")
-                target = features[start : start + rows, first : first + len(names)] if destination is None else \
-                    np.empty((rows, len(names)), dtype=np.float32)
-                for j, column in enumerate(block.columns):
-                    target[:, j] = column.to_numpy()
-                if destination is not None:
-                    features[destination[start : start + rows], first : first + len(names)] = target
+                # the block's columns side by side in one small array, then copied in transposed: a
+                # column at a time into the row-major band was 2.5-4x slower (strided writes)
+                columns = np.vstack([column.to_numpy() for column in block.columns]).T
                 del block
+                if destination is None:
+                    features[start : start + rows, first : first + len(names)] = columns
+                else:
+                    features[destination[start : start + rows], first : first + len(names)] = columns
             start += rows
     except DataError:
         raise
