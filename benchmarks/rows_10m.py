@@ -252,8 +252,11 @@ def measure(name: str, data_dir: Path, args: argparse.Namespace, batches: int | 
             command = _fit_command(name, data_dir, args, batches)
         stop_at = LSTM_EPOCH_END if name == "lstm" and args.lstm_stop_at_epoch_end else None
         with _locked(args.lock) as waited:
+            code = _commit()  # the working tree the process imports: others may commit while a run waits for the lock
             done = run_capped(command, Path(scratch), args.timeout, args.mem_gib, stop_at, args.rss_gib)
         result = {"measurement": name, "command": " ".join(command), "lock_wait_s": waited,
+                  "started": time.strftime("%H:%M:%S UTC", time.gmtime(time.time() - done["wall_s"])),
+                  "code": code,
                   **{k: v for k, v in done.items() if k not in ("stdout", "stderr", "rc")}}
         if batches is not None:
             result["batches"] = batches
@@ -339,6 +342,10 @@ def data_facts(data_dir: Path) -> dict:
     return facts
 
 
+def _when(result: dict) -> str:
+    return f"; started {result['started']} on {result['code']}" if "started" in result else ""
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -368,7 +375,7 @@ def summary_rows(report: dict) -> list[dict]:
         rows.append(_ratio_row(f"{what}: peak RSS / feature bytes", r["peak_bytes"] / total, None,
                                f"{r['seconds']:.1f} s wall (process: {r['cpu_s']:.0f} s CPU), peak "
                                f"{r['peak_bytes'] / GIB:.2f} GiB{held}; load "
-                               f"{r['load_before']:.1f}->{r['load_after']:.1f}"))
+                               f"{r['load_before']:.1f}->{r['load_after']:.1f}{_when(r)}"))
     if read and container:
         rows.append(_ratio_row("loading: container seconds / pyarrow seconds", container["seconds"] / read["seconds"],
                                GOALS["loading"], f"{container['seconds']:.1f} s / {read['seconds']:.1f} s"))
@@ -395,7 +402,8 @@ def summary_rows(report: dict) -> list[dict]:
             else:
                 context += (f"; {r['rounds_trained']} rounds, {_num(r['round_s'])} s/round after the first "
                             f"(first round's end at {_num(r['first_round_s'])} s)")
-            rows.append(_ratio_row(f"{label}: peak RSS / feature bytes", r["peak_bytes"] / total, goal, context))
+            rows.append(_ratio_row(f"{label}: peak RSS / feature bytes", r["peak_bytes"] / total, goal,
+                                   context + _when(r)))
     return rows
 
 
@@ -417,9 +425,13 @@ def markdown(report: dict) -> str:
 
 
 def _commit() -> str:
+    """HEAD's short hash, with ``+dirty`` when ``mlfactory/`` has uncommitted changes."""
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "mlfactory"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
