@@ -38,7 +38,8 @@ until it holds the rows asked for, copy ``i`` of a split with its symbols rename
 two copies. Timestamps are the source's, so each split keeps its time range and the splits stay
 chronological (train before val before test). The rows repeat: what a model learns or scores on such
 a directory means nothing; it measures memory and time. It is written one tile (50,000 rows, one row
-group) at a time, so building 10 million rows holds about one tile in memory (~100 MB), under
+group) at a time, so memory stays at one tile and the writer's buffers (314 MiB peak resident at
+1.6 million rows), under
 ``$MLFACTORY_BENCH_CACHE`` as ``tiled-<train>-<val>-<test>-v3t1`` with ``tiles.json`` (rows, features,
 feature bytes per split) beside the splits, atomically as above.
 
