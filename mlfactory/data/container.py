@@ -210,8 +210,9 @@ READ_BATCH_ROWS = 65_536
 
 # decoded bytes per read at most (one row group, as many feature columns as fit), and at most this
 # fraction of the split's array; pyarrow's threads decode the block's columns
-READ_BLOCK_BYTES = 4 * 2**20
+READ_BLOCK_BYTES = 64 * 2**20
 READ_BLOCK_FRACTION = 1 / 32
+TRANSPOSE_ROWS = 4096  # rows per slab of the copy into the array: (4096, features) float32 stays in the CPU's cache
 
 
 @dataclasses.dataclass
@@ -278,14 +279,22 @@ def _read_features(source: _SplitFile, feature_names: list[str], order: np.ndarr
                 if block.num_rows != rows or start + rows > n:
                     raise DataError(f"{source.path}: row group {group} holds {block.num_rows} rows where its "
                                     f"metadata says {rows} ('datetime' has {n} in all); rewrite the file")
-                # the block's columns side by side in one small array, then copied in transposed: a
-                # column at a time into the row-major band was 2.5-4x slower (strided writes)
-                columns = np.vstack([column.to_numpy() for column in block.columns]).T
+                # copied in slabs of TRANSPOSE_ROWS rows: a (4096, k) slab stays in the CPU's cache while
+                # every column writes into it (measured 1.5-3x faster than stacking the block and copying
+                # its transpose, ~10x faster than a column at a time down the whole array)
+                columns = [column.to_numpy() for column in block.columns]
                 del block
-                if destination is None:
-                    features[start : start + rows, first : first + len(names)] = columns
-                else:
-                    features[destination[start : start + rows], first : first + len(names)] = columns
+                band = slice(first, first + len(names))
+                for lo in range(0, rows, TRANSPOSE_ROWS):
+                    hi = min(rows, lo + TRANSPOSE_ROWS)
+                    if destination is None:  # the slab is a view of the array
+                        slab = features[start + lo : start + hi, band]
+                    else:
+                        slab = np.empty((hi - lo, len(names)), dtype=np.float32)
+                    for j, values in enumerate(columns):
+                        slab[:, j] = values[lo:hi]
+                    if destination is not None:
+                        features[destination[start + lo : start + hi], band] = slab
             start += rows
     except DataError:
         raise
