@@ -165,7 +165,29 @@ class Worker:
             raise TuneError(f"study {self.study_name!r} was started with {stored}; this command asks {identity}. "
                             "Resume it with the same --tune.metric, --tune.objective and space, or use another "
                             "--tune.study")
+        self._check_choices(study)
         return study
+
+    def _check_choices(self, study: Any) -> None:
+        """Refuse a resumed study whose trials drew a categorical parameter from other choices: Optuna would
+        fail every new trial ("dynamic value space"). Numeric ranges may change between sessions."""
+        import optuna
+
+        wanted = {p.name: tuple(p.choices) for p in self.space.params if p.choices is not None}
+        for trial in study.get_trials(deepcopy=False):
+            for name, distribution in trial.distributions.items():
+                if name not in wanted:
+                    continue
+                offered = wanted.pop(name)
+                if isinstance(distribution, optuna.distributions.CategoricalDistribution) \
+                        and tuple(distribution.choices) != offered:
+                    raise TuneError(
+                        f"study {self.study_name!r} drew {name} from {list(distribution.choices)}, but this space "
+                        f"({self.space.source}) offers {list(offered)}; Optuna cannot change a categorical "
+                        "parameter's choices within a study. Pass --tune.space with the study's choices, or use "
+                        "another --tune.study")
+            if not wanted:
+                return
 
     def _sampler(self) -> Any:
         import optuna

@@ -146,3 +146,19 @@ def test_bad_input_is_one_line_and_nothing_complete(sample_dir: Path, tmp_path: 
     assert "Traceback" not in "\n".join(err) and "secret" not in "\n".join(err)
     study_dir = tmp_path / "lightning_logs" / "tune" / "lightgbm"
     assert not list(study_dir.glob("trials/*")) and not (study_dir / "summary.json").exists()
+
+
+def test_resuming_with_other_categorical_choices_is_one_line(sample_dir: Path, tmp_path: Path, capsys,
+                                                             tune_args) -> None:
+    # Optuna fails every trial of a study whose categorical choices changed: refused before any trial
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("num_leaves: {choices: [8, 16]}\n")
+    second.write_text("num_leaves: {choices: [16, 32]}\n")
+    short = ("--tune.pruner", "none", "--model.n_estimators", "5")
+    assert main(tune_args(sample_dir, tmp_path, "--tune.n_trials", "1", "--tune.space", str(first), *short)) == 0
+    capsys.readouterr()
+    code = main(tune_args(sample_dir, tmp_path, "--tune.n_trials", "2", "--tune.space", str(second), *short))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "drew num_leaves from [8, 16]" in err[-1] and "offers [16, 32]" in err[-1]
+    assert len(load_study(tmp_path).get_trials()) == 1  # no trial was started, none failed
+    assert main(tune_args(sample_dir, tmp_path, "--tune.n_trials", "2", "--tune.space", str(first), *short)) == 0
