@@ -346,17 +346,20 @@ def test_threads_of_zero_is_a_one_line_error(tmp_path, capsys):
     assert err[-1].startswith("mlfactory: error: FactoryDataModule: threads=0 is not a positive whole number")
 
 
-def test_threads_from_the_command_line_reach_torch_and_the_run_config(sample_dir, tmp_path):
+def test_threads_from_the_command_line_reach_torch_pyarrow_and_the_run_config(sample_dir, tmp_path):
+    import pyarrow
     import torch
 
-    previous = torch.get_num_threads()
+    previous, previous_arrow = torch.get_num_threads(), pyarrow.cpu_count()
     torch.set_num_threads(3)
+    pyarrow.set_cpu_count(3)
     try:
         run = fit(tmp_path, "--model", "xgboost", "--model.n_estimators", "3", "--data.data_dir", str(sample_dir),
                   "--data.threads", "1")
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1 and pyarrow.cpu_count() == 1  # the split reader's threads too
     finally:
         torch.set_num_threads(previous)
+        pyarrow.set_cpu_count(previous_arrow)
     assert "threads: 1" in (run / "config.yaml").read_text()
 
 

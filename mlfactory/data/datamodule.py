@@ -51,7 +51,8 @@ class FactoryDataModule(L.LightningDataModule):
         span: wall-clock span of each multi-resolution window when ``lookback`` is unset (``8h``:
             96 x 5min, 32 x 15min, 8 x 1h).
         threads: CPU threads for the fit: torch's intra-op threads (``torch.set_num_threads``, set
-            when the data module is set up, for the whole process) and the ``n_jobs`` of estimators
+            when the data module is set up, for the whole process), pyarrow's threads that decode the
+            splits (``pyarrow.set_cpu_count``) and the ``n_jobs`` of estimators
             whose ``n_jobs`` is unset or "every core". Unset: torch's default (every core). Lower it
             whenever another job shares the machine (docs/performance.md, "Threads").
     """
@@ -105,9 +106,11 @@ class FactoryDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if self.threads is not None:
+            import pyarrow
             import torch
 
             torch.set_num_threads(self.threads)
+            pyarrow.set_cpu_count(self.threads)  # the parquet reader decodes with pyarrow's thread pool
         if self.container is None:
             container = TimeSeriesDataContainer.from_parquet_dir(self.resolved_data_dir(), self.horizon)
             _warn_single_class(container)
