@@ -152,7 +152,12 @@ def test_cv_and_tune_help_name_their_own_command(capsys, command, group):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert out.startswith(f"usage: mlfactory {command} ") and "Train a model on" not in out
-    assert group in out and "--model NAME" in out
+    assert group in out and "--model NAME" in out and "--resume" not in out  # only fit resumes a run
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--resume", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"mlfactory: error: unknown option --resume; `mlfactory {command} --help` lists every option"
 
 
 def test_recipes_are_found_by_name_from_anywhere(tmp_path, monkeypatch, capsys):

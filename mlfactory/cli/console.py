@@ -65,12 +65,14 @@ def pop_flag(args: list[str], flag: str) -> tuple[list[str], bool]:
 FIT_HEADLINE = "Train a model on leakage-safe chronological splits; the run goes to lightning_logs/<model>/<run_id>/."
 
 
-def fit_description(recipes: list[str], headline: str = FIT_HEADLINE) -> str:
+def fit_description(recipes: list[str], headline: str = FIT_HEADLINE, resumes: bool = True) -> str:
     """The first screen of ``mlfactory fit --help`` (and of ``cv``/``tune``, which take every fit option after
-    their ``headline``): choosing a model, the data, recipes, resuming."""
+    their ``headline``; they resume a study or start again, so without ``resumes``): choosing a model, the data,
+    recipes, resuming."""
     models = textwrap.fill(", ".join(spec.name for spec in list_models()), width=96, initial_indent="  ",
                            subsequent_indent="  ")
     names = textwrap.fill(", ".join(recipes), width=96, initial_indent="  ", subsequent_indent="  ")
+    resume = "\n  --resume RUN_DIR               continue a fit that stopped, from its checkpoints/last.ckpt"
     return f"""\
 {headline}
 
@@ -85,8 +87,7 @@ The data:
 A recipe (a YAML file of settings; options after it override it):
   --config NAME|FILE             a packaged recipe by name, or any .yaml file. Packaged:
 {names}
-Resume, print, verbosity:
-  --resume RUN_DIR               continue a fit that stopped, from its checkpoints/last.ckpt
+{"Resume, print, verbosity:" + resume if resumes else "Print, verbosity:"}
   --print_config                 print the resolved settings as YAML and exit
   --verbose                      also show Lightning's start-up lines, the model summary, library warnings
 
@@ -130,7 +131,8 @@ def subcommand_kwargs(command: str, recipes: list[str], shown_as: str = "fit", h
     """
     if command == "fit":
         return {"usage": f"mlfactory {shown_as} [--model NAME | --config RECIPE] [--data.data_dir DIR] [options]",
-                "description": fit_description(recipes, headline), "formatter_class": HelpFormatter}
+                "description": fit_description(recipes, headline, resumes=shown_as == "fit"),
+                "formatter_class": HelpFormatter}
     return {"usage": f"mlfactory {command} --ckpt_path CKPT [options]", "formatter_class": HelpFormatter,
             "description": EVALUATE_DESCRIPTION.format(what=EVALUATE_WHAT[command], command=command)}
 
@@ -140,13 +142,14 @@ BOILERPLATE = ("Does not validate against", "Subtypes:", "Errors:", "Given value
                "Not a valid subclass", "Problem with given class_path", "Parser key \"model\":")
 
 
-def usage_message(message: str, args: list[str], options: list[str]) -> str:
+def usage_message(message: str, args: list[str], options: list[str], command: str = "fit") -> str:
     """One line for a parse error of a trainer command: the bad key and the closest valid ones.
 
     Args:
         message: jsonargparse's message (often many lines: the tried union types, the given value).
         args: the command line that was parsed (model names already turned into class paths).
         options: every ``--option`` of the command's parser, for suggestions outside ``--model.*``.
+        command: the command as typed (``cv`` and ``tune`` parse as ``fit``), for the help it points to.
     """
     missing = re.search(r"given class_path '([\w.]+)':\s*(?:Key ['\"]([\w.]+)['\"] is required|the following "
                         r"arguments are required: ([\w.]+))", message)
@@ -178,7 +181,7 @@ def usage_message(message: str, args: list[str], options: list[str]) -> str:
     if unrecognized:
         bad = [token.split("=", 1)[0] for token in unrecognized.group(1).split() if token.startswith("--")]
         if bad:
-            return unknown_option(bad[0], options)
+            return unknown_option(bad[0], options, command)
     return squeeze(message)
 
 
@@ -191,10 +194,10 @@ def unknown_model_option(class_path: str, key: str) -> str:
     return f"{name} has no option --model.{key}; {hint}`mlfactory fit --model.help {name}` lists its options"
 
 
-def unknown_option(option: str, options: list[str]) -> str:
+def unknown_option(option: str, options: list[str], command: str = "fit") -> str:
     """An option the command does not have, with the closest ones it has."""
     close = difflib.get_close_matches(option, options, n=3, cutoff=0.7)
-    hint = f"; did you mean {' or '.join(close)}?" if close else "; `mlfactory fit --help` lists every option"
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; `mlfactory {command} --help` lists every option"
     return f"unknown option {option}{hint}"
 
 

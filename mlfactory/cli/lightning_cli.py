@@ -116,7 +116,8 @@ class FactoryCLI(LightningCLI):
         except argparse.ArgumentError as err:
             command = args[0] if args and args[0] in self.subcommands() else "fit"
             options = [o for a in self._parser(command)._actions for o in a.option_strings]
-            print(f"mlfactory: error: {usage_message(str(err), list(args or []), options)}", file=sys.stderr)
+            message = usage_message(str(err), list(args or []), options, self.shown_as)
+            print(f"mlfactory: error: {message}", file=sys.stderr)
             raise SystemExit(2) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
