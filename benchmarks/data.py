@@ -204,9 +204,13 @@ def tiled_split_dir(rows: Mapping[str, int], root: Path | None = None, name: str
         raise ValueError(f"tiled_split_dir: every split needs a whole number of rows >= 1, got {bad}")
     root = cache_root() if root is None else Path(root)
     target = root / (name or f"tiled-{counts['train']}-{counts['val']}-{counts['test']}-{VERSION}{TILED_VERSION}")
-    if (target / TILES_FILE).is_file():
-        return target
     source = bench_split_dir() if source is None else Path(source)
+    if (target / TILES_FILE).is_file():
+        built_from = json.loads((target / TILES_FILE).read_text()).get("source")
+        if built_from != str(source):
+            raise ValueError(f"tiled_split_dir: {target} holds tiles of {built_from}, not of {source}; "
+                             "pass another name= or delete it")
+        return target
     _check_disk(source, counts, root)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

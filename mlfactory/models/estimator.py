@@ -41,8 +41,8 @@ class SplitRows:
 
     ``rows`` is ``None`` when every row is in use; ``X`` is then the container's array, which a library
     reads as it is. With a row subset (cross-validation folds, tuning trials) the features are never
-    gathered whole: :meth:`batches` gathers ``batch_rows`` rows at a time, for the libraries' batched
-    builders (XGBoost's ``DataIter``, LightGBM's ``Sequence``). Labels and weights of the rows in use
+    gathered whole: :meth:`batches` gathers ``batch_rows`` rows at a time, for a library's batched
+    builder (XGBoost's ``DataIter``; the others still gather the subset). Labels and weights of the rows in use
     (:attr:`y_used`, :attr:`w_used`) are small and gathered at once.
     """
 

@@ -99,8 +99,8 @@ class Bars:
         """The bars as a DataFrame (``datetime`` in UTC, ``symbol``, OHLCV, ``filled``).
 
         Args:
-            rows: a range of rows (all by default); the split writer converts the bars a block at a time,
-                so the frame never holds a second copy of a large input.
+            rows: a range of rows (all by default); prepare writes ``bars.parquet`` a block at a time
+                this way, so the frame never holds a second copy of a large input.
         """
         start, stop, _ = rows.indices(len(self.times))
         codes = np.searchsorted(self.bounds, np.arange(start, stop), side="right") - 1

@@ -14,8 +14,8 @@ files in the temporary directory (``_SPILL_DIR``), read back memory-mapped a blo
 small per-row arrays (sample rows, unnormalised weights) stay in memory for every symbol. The scaler is
 then fitted one feature at a time from the spills, and the split files are written symbol by symbol,
 each symbol's spill files removed once its rows are written, the spill directory before the rename.
-The spill needs free disk beside the output: 4 bytes x features x sample rows, more than the
-compressed splits (docs/data.md, "Speed and memory"). The checked input bars
+The spill needs free disk beside the output: 4 bytes x features x sample rows, plus a few bytes per
+horizon per row for the labels and forward returns, more than the compressed splits (docs/data.md, "Speed and memory"). The checked input bars
 stay in memory (about 49 bytes a bar); ``bars.parquet`` is written from them a block at a time.
 
 The temporary directory is ``<output name>.<pid>-<random>.partial`` beside the output
