@@ -261,7 +261,10 @@ def _read_features(source: _SplitFile, feature_names: list[str], order: np.ndarr
     a band of rows, where a column at a time rewrote every cache line of the array once per column.
     """
     n = source.table.num_rows
-    features = np.empty((n, len(feature_names)), dtype=np.float32)
+    try:
+        features = np.empty((n, len(feature_names)), dtype=np.float32)
+    except MemoryError:
+        raise _out_of_memory(source.path, n, len(feature_names)) from None
     destination = None
     if order is not None:  # file row r goes to array row destination[r]
         destination = np.empty(n, dtype=np.int64)
@@ -298,11 +301,20 @@ def _read_features(source: _SplitFile, feature_names: list[str], order: np.ndarr
             start += rows
     except DataError:
         raise
+    except MemoryError:
+        raise _out_of_memory(source.path, n, len(feature_names)) from None
     except Exception as err:  # a damaged page surfaces only when it is decoded
         raise DataError(f"cannot read {source.path} as parquet ({type(err).__name__}: {err}); rewrite the file") from None
     if start != n:
         raise DataError(f"{source.path}: the feature columns hold {start} rows, 'datetime' {n}; rewrite the file")
     return features
+
+
+def _out_of_memory(path: Path, rows: int, n_features: int) -> DataError:
+    need = rows * n_features * 4 / 2**30
+    return DataError(f"{path}: out of memory while reading its features ({rows:,} rows x {n_features} float32 = "
+                     f"{need:.2f} GiB, held once; the load peaks at about 1.15x that). Free memory, or train on fewer "
+                     "rows or features")
 
 
 def _feature_columns(schema: "pa.Schema", path: Path) -> list[str]:

@@ -119,3 +119,19 @@ def test_many_row_groups_read_in_column_blocks_give_the_same_arrays(sample_dir, 
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.timestamps, b.timestamps)
         assert a.features.flags.c_contiguous and b.features.flags.c_contiguous
+
+
+def test_running_out_of_memory_while_reading_is_one_line_naming_the_size(sample_dir, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from mlfactory.data.container import TimeSeriesDataContainer
+    from mlfactory.errors import DataError
+
+    def exhausted(self, *args, **kwargs):
+        raise MemoryError()  # what pyarrow or numpy raise when the process's memory runs out mid-read
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", exhausted)
+    with pytest.raises(DataError, match=r"train_scaled.parquet: out of memory while reading its features \([\d,]+ "
+                                        r"rows x \d+ float32 = [\d.]+ GiB") as error:
+        TimeSeriesDataContainer.from_parquet_dir(sample_dir, 5)
+    assert "rewrite the file" not in str(error.value)  # the file is fine: memory ran out
