@@ -1,6 +1,6 @@
 """patchtst, itransformer, tft and n_beats: the learned feature mix (``channels``), the faithful
 per-feature mode (``channels=None``), and checkpoints from before the argument existed; saved models
-from before a default changed (inceptiontime's sizes, tft's hidden size) load as the model they were."""
+from before a default changed (inceptiontime's sizes, tft's hidden size and channels) load as the model they were."""
 
 from __future__ import annotations
 
@@ -39,14 +39,18 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+DEFAULT_CHANNELS = {"patchtst": 16, "itransformer": 16, "tft": 8, "n_beats": 16}
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_the_default_mixes_the_features_into_16_channels(name):
+def test_the_default_mixes_the_features_into_a_few_channels(name):
     model = create_model(name, **sized(name, 40))
-    assert model.hparams.channels == 16
-    assert isinstance(model.net.mix, nn.Linear) and (model.net.mix.in_features, model.net.mix.out_features) == (40, 16)
+    k = DEFAULT_CHANNELS[name]
+    assert model.hparams.channels == k
+    assert isinstance(model.net.mix, nn.Linear) and (model.net.mix.in_features, model.net.mix.out_features) == (40, k)
     wide = create_model(name, **sized(name, 400))
     # only the mix grows with the features: the encoder and head are the same size
-    mix_growth = 360 * 16
+    mix_growth = 360 * k
     n_params = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in wide.parameters()) - n_params == mix_growth
     assert wide(torch.randn(3, 10, 400)).shape == (3, 3)
@@ -95,7 +99,7 @@ def test_a_native_folder_from_before_channels_loads_as_the_per_feature_model(nam
     del saved["init_args"]["channels"]
     (tmp_path / "hparams.json").write_text(json.dumps(saved))
 
-    # rebuilt as a bundle does: from the recorded arguments (today's default channels=16), then its folder
+    # rebuilt as a bundle does: from the recorded arguments (today's default channels), then its folder
     restored = create_model(name, **sized(name, 6)).load_native(tmp_path)
     assert restored.hparams.channels is None
     x = torch.randn(4, 10, 6)
@@ -113,7 +117,19 @@ FORMER_DEFAULTS = {
 def test_the_defaults_changed_for_cpu_sizes_are_not_the_former_ones():
     assert {k: InceptionTimeModel(n_features=3).hparams[k] for k in FORMER_DEFAULTS["inceptiontime"][0]} == {
         "n_filters": 16, "bottleneck_size": 16, "kernel_size": 20}
-    assert (TFTModel(n_features=3).hparams.hidden_size, TFTModel(n_features=3).hparams.channels) == (32, 16)
+    assert (TFTModel(n_features=3).hparams.hidden_size, TFTModel(n_features=3).hparams.channels) == (32, 8)
+
+
+def test_a_tft_folder_saved_with_16_channels_loads_as_the_model_it_was(tmp_path):
+    # tft's default went from 16 channels to 8: an ensemble member saved before keeps its 16
+    torch.manual_seed(0)
+    model = create_model("tft", n_features=3, hidden_size=8, n_heads=2, channels=16).eval()
+    model.export_native(tmp_path)
+    restored = create_model("tft", n_features=3, hidden_size=8, n_heads=2).load_native(tmp_path)
+    assert restored.hparams.channels == 16 and restored.net.mix.out_features == 16
+    x = torch.randn(4, 12, 3)
+    with torch.inference_mode():
+        torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", sorted(FORMER_DEFAULTS))
