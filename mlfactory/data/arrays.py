@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlfactory.data.container import CLASS_NAMES, SPLITS, SplitData, TimeSeriesDataContainer
+from mlfactory.data.split import SplitRows
 from mlfactory.data.datamodule import FactoryDataModule, Split
 from mlfactory.errors import DataError
 
@@ -153,13 +154,12 @@ class ArrayDataModule(FactoryDataModule):
                 return view.dataset(self._require_container(), split, self._window_ends(split))
         return super().dataset(split)
 
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(X, y, w) of a split for estimators: the table itself, or the last step of every window."""
-        X, y, w = super().arrays(split)
+    def split_rows(self, split: str) -> SplitRows:
+        """The rows estimators read: the table's, or the last step of every window (``arrays`` gathers them)."""
         if not self.prewindowed or split in self.row_subset:
-            return X, y, w
-        rows = self._window_ends(split)
-        return X[rows], y[rows], w[rows]
+            return super().split_rows(split)
+        X, y, w = self._require_container().get_sklearn_arrays(split)
+        return SplitRows(X, y, w, self._window_ends(split))
 
     def _window_ends(self, split: str) -> np.ndarray:
         return self._require_container().split(split).window_end_rows(self.seq_len)

@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from mlfactory.data.container import CLASS_NAMES, TimeSeriesDataContainer, split_file
+from mlfactory.data.split import SplitRows
 from mlfactory.data.views import InputView
 from mlfactory.data.windows import PermutationSampler, collate_batch
 from mlfactory.errors import DataError
@@ -188,13 +189,21 @@ class FactoryDataModule(L.LightningDataModule):
         container = self._require_container()
         return container.get_multi_resolution_bars("train", self.timeframes, self.lookback, self.span).bars.lookbacks
 
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(X, y, w) of a split for estimators: the container's arrays themselves, or the rows in use."""
+    def split_rows(self, split: str) -> SplitRows:
+        """The rows of ``split`` that estimators read, without copying the features: the container's
+        arrays and the rows in use. Rows that are one consecutive block (every row, a walk-forward fold)
+        become views of that block, with no row subset left; others stay a subset, which a library with
+        a batched builder reads in pieces (XGBoost) and :meth:`arrays` gathers."""
         X, y, w = self._require_container().get_sklearn_arrays(split)
         rows = self.row_subset.get(split)
-        if rows is None or (len(rows) == len(X) and np.array_equal(rows, np.arange(len(X)))):
-            return X, y, w  # every row: no copy
-        return X[rows], y[rows], w[rows]
+        if rows is not None and _consecutive(rows):
+            start, stop = int(rows[0]), int(rows[-1]) + 1
+            return SplitRows(X[start:stop], y[start:stop], w[start:stop])
+        return SplitRows(X, y, w, rows)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, w) of a split for estimators: views of the container's arrays, or the rows in use gathered."""
+        return self.split_rows(split).arrays()
 
     def train_dataloader(self) -> DataLoader:
         return self.eval_loader("train", shuffle=True, batch_size=self.batch_size)
@@ -228,6 +237,11 @@ class FactoryDataModule(L.LightningDataModule):
         if self.container is None:
             raise DataError("FactoryDataModule has no data yet: call prepare_data() and setup('fit') first")
         return self.container
+
+
+def _consecutive(rows: np.ndarray) -> bool:
+    """Whether ``rows`` are ``a, a+1, ..., b`` (at least one row)."""
+    return len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows) and bool((np.diff(rows) == 1).all())
 
 
 def _balanced_on_rows(container: TimeSeriesDataContainer, rows: np.ndarray) -> TimeSeriesDataContainer:

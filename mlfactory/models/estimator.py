@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlfactory.data.split import SplitRows
 from mlfactory.metrics import weighted_nll
 from mlfactory.models.base import Batch, FactoryModule, library_version, read_native
 
@@ -31,84 +30,9 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 # per-round curves under the library's own metric names: {"train": {"mlogloss": [...]}, "val": {...}}
 RoundHistory = dict[str, dict[str, list[float]]]
 
-BATCH_ROWS = 65_536
-"""Rows per piece where a split is read in pieces (a row subset fed to a library, the train-metrics prediction)."""
-
-
-@dataclass(frozen=True)
-class SplitRows:
-    """The rows of one split that a fit reads: the container's own arrays and the row numbers in use.
-
-    ``rows`` is ``None`` when every row is in use; ``X`` is then the container's array, which a library
-    reads as it is. With a row subset (cross-validation folds, tuning trials) the features are never
-    gathered whole: :meth:`batches` gathers ``batch_rows`` rows at a time, for a library's batched
-    builder (XGBoost's ``DataIter``; the others still gather the subset). Labels and weights of the rows in use
-    (:attr:`y_used`, :attr:`w_used`) are small and gathered at once.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    rows: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.X) if self.rows is None else len(self.rows)
-
-    @property
-    def y_used(self) -> np.ndarray:
-        """Labels of the rows in use."""
-        return self.y if self.rows is None else self.y[self.rows]
-
-    @property
-    def w_used(self) -> np.ndarray:
-        """Sample weights of the rows in use."""
-        return self.w if self.rows is None else self.w[self.rows]
-
-    def features(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Features of the rows in use ``start:stop``: a view of ``X`` without a subset, else a gathered copy."""
-        if self.rows is None:
-            return self.X[start:stop]
-        return self.X[self.rows[start:stop]]
-
-    def batches(self, batch_rows: int | None = None) -> Iterator[tuple[int, int]]:
-        """``(start, stop)`` of consecutive pieces of at most ``batch_rows`` rows in use (unset: :data:`BATCH_ROWS`)."""
-        batch_rows = batch_rows or BATCH_ROWS
-        for start in range(0, len(self), batch_rows):
-            yield start, min(start + batch_rows, len(self))
-
-    def arrays(self) -> Arrays:
-        """``(X, y, w)`` of the rows in use: the container's arrays, or copies gathered for a subset."""
-        return self.features(), self.y_used, self.w_used
-
-
 def as_split_rows(data: SplitRows | Arrays) -> SplitRows:
     """``data`` as :class:`SplitRows`: ``(X, y, w)`` arrays become every row of those arrays."""
     return data if isinstance(data, SplitRows) else SplitRows(*data)
-
-
-def split_rows(datamodule: Any, split: str) -> SplitRows:
-    """The rows of ``split`` that ``datamodule`` serves to estimators, without copying its features.
-
-    A ``FactoryDataModule`` gives its container's arrays and the rows in use (``row_subset``); rows
-    that are one consecutive block (every row, a walk-forward fold) become views of that block, with
-    no row subset left. A data module that serves its own arrays (an override of ``arrays``, e.g.
-    pre-windowed ``ArrayDataModule``) gives those, every row in use.
-    """
-    from mlfactory.data.datamodule import FactoryDataModule
-
-    if type(datamodule).arrays is not FactoryDataModule.arrays or datamodule.container is None:
-        return SplitRows(*datamodule.arrays(split))  # (no container yet: arrays raises the data module's error)
-    X, y, w = datamodule.container.get_sklearn_arrays(split)
-    rows = datamodule.row_subset.get(split)
-    if rows is not None and _consecutive(rows):  # every row, or one block of them (walk-forward folds): views
-        start, stop = int(rows[0]), int(rows[-1]) + 1
-        return SplitRows(X[start:stop], y[start:stop], w[start:stop])
-    return SplitRows(X, y, w, rows)
-
-
-def _consecutive(rows: np.ndarray) -> bool:
-    """Whether ``rows`` are ``a, a+1, ..., b`` (at least one row)."""
-    return len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows) and bool((np.diff(rows) == 1).all())
 
 
 def progress_bar(total: int | None, desc: str, unit: str, enabled: bool) -> Any:
@@ -321,14 +245,15 @@ class EstimatorModule(FitOnceModule):
             self._progress.bar.close()  # closing twice is harmless; an exception must not leave a bar open
             self._progress = None
         del train, val  # a subset's gathered copies (estimators without a batched path) go before predicting
-        rows = split_rows(datamodule, "train")
+        rows = datamodule.split_rows("train")
         self.log_train_metrics(self.batched_proba(rows), rows.y_used, rows.w_used)
 
     def split_input(self, datamodule: Any, split: str) -> Any:
-        """What :meth:`fit_estimator` gets of ``split``: ``(X, y, w)`` arrays, views of the container's
-        when the rows in use are one consecutive block, else gathered. Estimators that read a split in
-        batches return :func:`split_rows` instead, so that a subset's features are never copied whole."""
-        return split_rows(datamodule, split).arrays()
+        """What :meth:`fit_estimator` gets of ``split``: ``(X, y, w)`` arrays (``datamodule.arrays``), views
+        of the container's when the rows in use are one consecutive block, else gathered. Estimators that
+        read a split in batches return ``datamodule.split_rows(split)`` instead, so that a subset's
+        features are never copied whole."""
+        return datamodule.arrays(split)
 
     def batched_proba(self, rows: SplitRows, batch_rows: int | None = None) -> np.ndarray:
         """(n, 3) probabilities of the rows in use, predicted ``batch_rows`` at a time: a library's

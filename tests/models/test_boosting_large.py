@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mlfactory.data.datamodule import FactoryDataModule
-from mlfactory.models import estimator as estimator_module
-from mlfactory.models.estimator import SplitRows, split_rows
+from mlfactory.data import split as split_module
+from mlfactory.data.split import SplitRows
 from mlfactory.registry import create_model
 
 PARAMS = {"n_estimators": 40, "early_stopping_rounds": 5, "n_jobs": 1, "learning_rate": 0.2}
@@ -52,7 +52,7 @@ def _direct_xgboost(dm: FactoryDataModule):
 @pytest.mark.parametrize("subset", [False, True], ids=["whole-split", "row-subset"])
 def test_xgboost_row_batches_match_the_library_on_gathered_arrays(data, subset, monkeypatch):
     # small batches, so the subset's matrix is built from many pieces
-    monkeypatch.setattr(estimator_module, "BATCH_ROWS", 257)
+    monkeypatch.setattr(split_module, "BATCH_ROWS", 257)
     n_train, n_val = len(data.container.split("train")), len(data.container.split("val"))
     dm = data.restricted(train=np.arange(1, n_train, 2), val=np.arange(0, n_val, 3)) if subset else data
     model = _fit(create_model("xgboost", **PARAMS), dm)
@@ -74,7 +74,7 @@ def _traced_peak(fit) -> int:
 
 
 def test_xgboost_row_subset_is_never_gathered_whole(data, monkeypatch):
-    monkeypatch.setattr(estimator_module, "BATCH_ROWS", 128)
+    monkeypatch.setattr(split_module, "BATCH_ROWS", 128)
     n_train = len(data.container.split("train"))
     dm = data.restricted(train=np.arange(0, n_train, 2), learn_statistics=False)
     subset_bytes = (n_train // 2) * data.container.split("train").features.shape[1] * 4
@@ -94,7 +94,7 @@ def test_xgboost_row_subset_is_never_gathered_whole(data, monkeypatch):
 
 def test_train_metrics_predicted_in_batches_equal_one_call(data):
     model = _fit(create_model("xgboost", **PARAMS), data)
-    rows = split_rows(data, "train")
+    rows = data.split_rows("train")
     np.testing.assert_array_equal(model.batched_proba(rows, batch_rows=333),
                                   model.estimator_proba(data.container.split("train").features))
 

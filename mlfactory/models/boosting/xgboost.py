@@ -10,7 +10,8 @@ import numpy as np
 from mlfactory.errors import ModelError
 from mlfactory.models.boosting import SAMPLING_PARAM_RANGES
 from mlfactory.models.boosting.base import BoosterModule
-from mlfactory.models.estimator import Arrays, RoundHistory, SplitRows, as_split_rows, split_rows
+from mlfactory.data.split import SplitRows
+from mlfactory.models.estimator import Arrays, RoundHistory, as_split_rows
 from mlfactory.registry import register
 
 
@@ -77,7 +78,7 @@ class XGBoostModel(BoosterModule):
 
     def split_input(self, datamodule: Any, split: str) -> SplitRows:
         """The split's container array and rows in use: a subset is fed in row batches, never copied whole."""
-        return split_rows(datamodule, split)
+        return datamodule.split_rows(split)
 
     def fit_estimator(self, estimator: Any, train: SplitRows | Arrays, val: SplitRows | Arrays) -> RoundHistory:
         # the array itself, or (with a row subset) the rows, which the classifier builds its matrix from in batches
@@ -128,7 +129,7 @@ def _classifier_class() -> type:
     xgboost = _xgboost()
 
     class RowBatches(xgboost.DataIter):
-        """The rows in use of one split, :data:`~mlfactory.models.estimator.BATCH_ROWS` at a time."""
+        """The rows in use of one split, :data:`~mlfactory.data.split.BATCH_ROWS` at a time."""
 
         def __init__(self, rows: SplitRows) -> None:
             self.rows, self.y, self.w = rows, rows.y_used, rows.w_used
